@@ -1,0 +1,120 @@
+"""Every setting the pipeline reads from its environment, read here and nowhere else.
+
+`Settings.from_env()` is called when a run or command starts, never at import time, so tests point
+the whole pipeline at a temporary folder by setting `POD_DATA_DIR` (or the individual paths).
+"""
+
+import datetime as dt
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
+SEEDS_DIR = DBT_PROJECT_DIR / "seeds"
+EXPECTATIONS_DIR = PROJECT_ROOT / "expectations"
+SAMPLE_LANDING_DIR = PROJECT_ROOT / "sample" / "landing"
+
+# A key anyone can read in this file: pseudonyms made with it protect nothing. It exists so the
+# demo runs out of the box, and the run output says loudly when it is in use.
+DEMO_PSEUDONYM_KEY = "pod-demo-key-NOT-SECRET-do-not-use-with-real-data"
+
+VALUE_SETS = ("uk_2026", "england_2018")
+
+
+class SettingsError(ValueError):
+    """A setting has a value the pipeline cannot use; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path
+    landing_dir: Path
+    warehouse_dir: Path
+    dagster_home: Path
+    reference_date: dt.date
+    pseudonym_key: str = field(repr=False)
+    environment: str
+    value_set: str
+    price_year: str
+
+    @property
+    def uses_demo_key(self) -> bool:
+        return self.pseudonym_key == DEMO_PSEUDONYM_KEY
+
+    @property
+    def work_db(self) -> Path:
+        """The pipeline's own read-write DuckDB file; analysts never open it."""
+        return self.warehouse_dir / "pod_work.duckdb"
+
+    @property
+    def published_db(self) -> Path:
+        return self.warehouse_dir / "pod_marts.duckdb"
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
+        env = dict(os.environ if env is None else env)
+        data_dir = Path(env.get("POD_DATA_DIR") or PROJECT_ROOT / "data").resolve()
+        environment = env.get("POD_ENV", "development")
+        if environment not in ("development", "test", "production"):
+            raise SettingsError(
+                f"POD_ENV={environment!r}: expected development, test or production"
+            )
+        key = env.get("POD_PSEUDONYM_KEY") or ""
+        if not key:
+            if environment == "production":
+                raise SettingsError(
+                    "POD_PSEUDONYM_KEY is not set: with POD_ENV=production the pipeline refuses "
+                    "to pseudonymise NHS numbers with the public demo key"
+                )
+            key = DEMO_PSEUDONYM_KEY
+        elif environment == "production" and (key == DEMO_PSEUDONYM_KEY or len(key) < 32):
+            raise SettingsError(
+                "POD_PSEUDONYM_KEY must be a secret of at least 32 characters, not the demo key, "
+                "when POD_ENV=production"
+            )
+        value_set = env.get("POD_VALUE_SET", "uk_2026")
+        if value_set not in VALUE_SETS:
+            raise SettingsError(f"POD_VALUE_SET={value_set!r}: expected one of {', '.join(VALUE_SETS)}")
+        return cls(
+            data_dir=data_dir,
+            landing_dir=Path(env.get("POD_LANDING_DIR") or SAMPLE_LANDING_DIR).resolve(),
+            warehouse_dir=Path(env.get("POD_WAREHOUSE_DIR") or data_dir / "warehouse").resolve(),
+            dagster_home=Path(env.get("DAGSTER_HOME") or data_dir / "dagster_home").resolve(),
+            reference_date=_parse_reference_date(env.get("POD_REFERENCE_DATE")),
+            pseudonym_key=key,
+            environment=environment,
+            value_set=value_set,
+            price_year=env.get("POD_PRICE_YEAR", "2024/25"),
+        )
+
+    def dbt_vars(self) -> dict[str, str]:
+        return {
+            "reference_date": self.reference_date.isoformat(),
+            "value_set": self.value_set,
+            "price_year": self.price_year,
+        }
+
+    def dbt_env(self) -> dict[str, str]:
+        """Environment for a dbt process: where the working database is."""
+        return {"POD_WORK_DB": str(self.work_db)}
+
+    def warn_if_demo_key(self) -> str | None:
+        if not self.uses_demo_key:
+            return None
+        message = (
+            "POD_PSEUDONYM_KEY is not set: NHS numbers are pseudonymised with the PUBLIC DEMO KEY. "
+            "Fine for synthetic data; set a secret key before loading real exports."
+        )
+        warnings.warn(message, stacklevel=2)
+        return message
+
+
+def _parse_reference_date(value: str | None) -> dt.date:
+    if not value:
+        return dt.date.today()
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError as exc:
+        raise SettingsError(f"POD_REFERENCE_DATE={value!r} is not a YYYY-MM-DD date") from exc
