@@ -38,6 +38,14 @@ class Settings:
     environment: str
     value_set: str
     price_year: str
+    bootstrap_replicates: int = 2000
+    bootstrap_seed: int = 20261125
+    # Disclosure control for outputs that leave the study team: counts from 1 to
+    # suppress_counts_below - 1 are suppressed (default: 1-7, as NHS small-number rules commonly do).
+    suppress_counts_below: int = 8
+    # Completeness of due assessments (share scored): below warn -> warning, below error -> blocks.
+    completeness_warn_below: float = 0.80
+    completeness_error_below: float = 0.50
 
     @property
     def uses_demo_key(self) -> bool:
@@ -87,6 +95,11 @@ class Settings:
             environment=environment,
             value_set=value_set,
             price_year=env.get("POD_PRICE_YEAR", "2024/25"),
+            bootstrap_replicates=_int(env, "POD_BOOTSTRAP_REPLICATES", 2000, minimum=1000),
+            bootstrap_seed=_int(env, "POD_BOOTSTRAP_SEED", 20261125, minimum=0),
+            suppress_counts_below=_int(env, "POD_SUPPRESS_COUNTS_BELOW", 8, minimum=1),
+            completeness_warn_below=_share(env, "POD_COMPLETENESS_WARN_BELOW", 0.80),
+            completeness_error_below=_share(env, "POD_COMPLETENESS_ERROR_BELOW", 0.50),
         )
 
     def dbt_vars(self) -> dict[str, str]:
@@ -118,3 +131,29 @@ def _parse_reference_date(value: str | None) -> dt.date:
         return dt.date.fromisoformat(value)
     except ValueError as exc:
         raise SettingsError(f"POD_REFERENCE_DATE={value!r} is not a YYYY-MM-DD date") from exc
+
+
+def _int(env: dict[str, str], name: str, default: int, minimum: int) -> int:
+    value = env.get(name)
+    if not value:
+        return default
+    try:
+        number = int(value)
+    except ValueError as exc:
+        raise SettingsError(f"{name}={value!r} is not a whole number") from exc
+    if number < minimum:
+        raise SettingsError(f"{name}={number} is below the minimum {minimum}")
+    return number
+
+
+def _share(env: dict[str, str], name: str, default: float) -> float:
+    value = env.get(name)
+    if not value:
+        return default
+    try:
+        share = float(value)
+    except ValueError as exc:
+        raise SettingsError(f"{name}={value!r} is not a number") from exc
+    if not 0 <= share <= 1:
+        raise SettingsError(f"{name}={share} must be a share between 0 and 1")
+    return share
