@@ -1,0 +1,154 @@
+"""Outcome summary: each scored parameter per arm × timepoint, and its paired change from baseline.
+
+Levels (n, mean, sd, quartiles) are exact aggregates computed in DuckDB; the paired statistics are
+computed with scipy on one group's vector of changes at a time, so memory stays at one group even
+when `outcome_scores` holds tens of millions of rows.
+"""
+
+import warnings
+
+import duckdb
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from pod_pipeline.analysis.tables import BASELINE, sort_timepoints
+
+# The carer questionnaire's scores are contract columns of marts.carer_timepoints.
+CARER_PARAMETERS = ("cws_wellbeing_score", "cws_support_score")
+GROUP = ["respondent", "arm", "parameter", "timepoint"]
+
+NOTE_NO_BASELINE = "no baseline measurement for this parameter: no paired change"
+NOTE_NO_PAIRS = "no participant with both a baseline and this timepoint"
+NOTE_ONE_PAIR = "a single paired case: no interval, tests or effect size"
+NOTE_NO_VARIATION = "every paired change is equal: no t-test or effect size"
+
+RECORDS_SQL = f"""
+create or replace temp view analysis_records as
+with carer_long as (
+    unpivot marts.carer_timepoints
+    on {", ".join(CARER_PARAMETERS)}
+    into name parameter value value
+)
+select
+    'service_user' as respondent, arm, parameter, timepoint, value,
+    case when not is_baseline then change_from_baseline end as change,
+    is_meaningful_improvement
+from marts.outcome_scores
+where is_analysis_record
+union all
+select
+    'carer' as respondent, participants.arm, carer.parameter, carer.timepoint, carer.value,
+    case when carer.timepoint <> '{BASELINE}' then carer.value - baseline.value end as change,
+    cast(null as boolean) as is_meaningful_improvement
+from carer_long as carer
+inner join marts.participants as participants using (participant_id)
+left join carer_long as baseline
+    on baseline.participant_id = carer.participant_id
+    and baseline.carer_id = carer.carer_id
+    and baseline.parameter = carer.parameter
+    and baseline.timepoint = '{BASELINE}'
+"""
+
+LEVELS_SQL = """
+select
+    respondent, arm, parameter, timepoint,
+    count(value) as n,
+    avg(value) as mean,
+    stddev_samp(value) as sd,
+    quantile_cont(value, [0.25, 0.5, 0.75]) as quartiles,
+    count(change) as n_paired,
+    -- null, not 0, where the parameter has no meaningful-improvement threshold
+    case when count(is_meaningful_improvement) filter (where change is not null) > 0
+        then count(*) filter (where change is not null and is_meaningful_improvement)
+    end as n_meaningful_improvement
+from analysis_records
+group by all
+"""
+
+CHANGES_SQL = """
+select change from analysis_records
+where respondent = ? and arm = ? and parameter = ? and timepoint = ? and change is not null
+"""
+
+
+def paired_statistics(changes: np.ndarray) -> dict[str, float | None]:
+    """Mean change, its 95% t interval, paired t and Wilcoxon signed-rank p, and Cohen's dz."""
+    result: dict[str, float | None] = dict.fromkeys(
+        ["mean_change", "sd_change", "change_ci95_low", "change_ci95_high",
+         "p_value_paired_t", "p_value_wilcoxon", "effect_size_dz"]
+    )
+    if len(changes) == 0:
+        return result
+    result["mean_change"] = float(np.mean(changes))
+    if len(changes) < 2:
+        return result
+    sd = float(np.std(changes, ddof=1))
+    result["sd_change"] = sd
+    # A one-sample t-test on the changes is the paired t-test (scipy's ttest_rel computes it so).
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        ttest = stats.ttest_1samp(changes, 0.0)
+        interval = ttest.confidence_interval(0.95)
+        if np.any(changes != 0):
+            result["p_value_wilcoxon"] = float(stats.wilcoxon(changes).pvalue)
+    result["change_ci95_low"], result["change_ci95_high"] = float(interval.low), float(interval.high)
+    if sd > 0:
+        result["p_value_paired_t"] = float(ttest.pvalue)
+        result["effect_size_dz"] = result["mean_change"] / sd
+    return result
+
+
+def mean_interval(n: pd.Series, mean: pd.Series, sd: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """95% t interval of a mean from n, mean and sd (missing below n = 2)."""
+    n = n.astype(float).where(n >= 2)
+    half_width = stats.t.ppf(0.975, n - 1) * sd / np.sqrt(n)
+    return mean - half_width, mean + half_width
+
+
+def _note(row: pd.Series, parameters_with_baseline: set[tuple[str, str]]) -> str | None:
+    if row["timepoint"] == BASELINE:
+        return None
+    if (row["respondent"], row["parameter"]) not in parameters_with_baseline:
+        return NOTE_NO_BASELINE
+    if row["n_paired"] == 0:
+        return NOTE_NO_PAIRS
+    if row["n_paired"] == 1:
+        return NOTE_ONE_PAIR
+    if row["sd_change"] == 0:
+        return NOTE_NO_VARIATION
+    return None
+
+
+def summarise_outcomes(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """Outcome summary, one row per respondent's parameter × arm × timepoint (analysis records)."""
+    con.execute(RECORDS_SQL)
+    levels = con.execute(LEVELS_SQL).df()
+    quartiles = pd.DataFrame(levels.pop("quartiles").tolist(), columns=["q1", "median", "q3"])
+    levels = pd.concat([levels, quartiles.astype(float)], axis=1)
+    levels["mean_ci95_low"], levels["mean_ci95_high"] = mean_interval(
+        levels["n"], levels["mean"], levels["sd"]
+    )
+    paired = [
+        paired_statistics(con.execute(CHANGES_SQL, [*key]).fetchnumpy()["change"])
+        if n_paired else paired_statistics(np.empty(0))
+        for key, n_paired in zip(
+            levels[GROUP].itertuples(index=False, name=None), levels["n_paired"], strict=True
+        )
+    ]
+    summary = pd.concat([levels, pd.DataFrame(paired, index=levels.index, dtype=float)], axis=1)
+    with_baseline = set(
+        summary.loc[summary["timepoint"] == BASELINE, ["respondent", "parameter"]]
+        .itertuples(index=False, name=None)
+    )
+    summary["note"] = summary.apply(_note, axis=1, args=(with_baseline,)).astype("string")
+    summary = sort_timepoints(summary, ["respondent", "parameter", "arm"])
+    return summary[OUTCOME_SUMMARY_COLUMNS].reset_index(drop=True)
+
+
+OUTCOME_SUMMARY_COLUMNS = [
+    "respondent", "arm", "parameter", "timepoint",
+    "n", "mean", "sd", "mean_ci95_low", "mean_ci95_high", "median", "q1", "q3",
+    "n_paired", "mean_change", "sd_change", "change_ci95_low", "change_ci95_high",
+    "p_value_paired_t", "p_value_wilcoxon", "effect_size_dz", "n_meaningful_improvement", "note",
+]

@@ -1,0 +1,292 @@
+"""Reading one delivered CSV file into a DuckDB staging table, losing nothing.
+
+Python's csv module is the reference reading of RFC 4180 here: every record it sees is either
+staged (with the physical line it starts on) or reported as malformed. DuckDB's parallel reader
+does the heavy lifting only when it provably reads the same records:
+
+- "plain" files (no quote character, one line-end style, no blank lines) go straight to DuckDB,
+  which must return one row per line;
+- files with quotes are scanned by Python first (record start lines, field counts, total length);
+  when every record is well formed DuckDB reads them and must agree on count and total length;
+- anything else (malformed records, disagreement) is loaded through Python, record by record.
+"""
+
+import array
+import codecs
+import csv
+import io
+import itertools
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+CHUNK = 1 << 23
+BOM = codecs.BOM_UTF8
+# A field larger than this is almost certainly a runaway quote; it is reported, not loaded.
+MAX_FIELD_BYTES = 1 << 24
+BATCH_ROWS = 50_000
+
+csv.field_size_limit(MAX_FIELD_BYTES)
+
+
+class FileRejected(Exception):
+    """The whole file is refused; reason is a quarantine code, line/column say where."""
+
+    def __init__(self, reason: str, message: str, line: int | None = None, column: str | None = None):
+        super().__init__(message)
+        self.reason, self.line, self.column = reason, line, column
+
+
+@dataclass(frozen=True)
+class Probe:
+    """What one pass over the bytes tells about a file's shape."""
+
+    newlines: int
+    carriage_returns: int
+    crlf: int
+    has_quote: bool
+    has_nul: bool
+    has_blank_line: bool
+    ends_with_newline: bool
+
+    @property
+    def is_plain(self) -> bool:
+        """One record per line, split on commas: DuckDB and Python's csv must read it alike."""
+        consistent_ends = self.carriage_returns == 0 or (
+            self.carriage_returns == self.crlf == self.newlines
+        )
+        return consistent_ends and not (self.has_quote or self.has_nul or self.has_blank_line)
+
+
+@dataclass
+class StagedFile:
+    """A file read into `table`: `_line` plus one VARCHAR column per header name (empty = NULL)."""
+
+    table: str
+    header: list[str]
+    rows_read: int
+    malformed: list[tuple[int, str]] = field(default_factory=list)  # (line, detail)
+    method: str = "plain"
+
+
+def probe(path: Path) -> Probe:
+    """Check the file is UTF-8 and measure its line ends, quotes and blank lines in one pass."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    newlines = carriage_returns = crlf = 0
+    has_quote = has_nul = has_blank = False
+    tail = b""
+    with path.open("rb") as handle:
+        first = True
+        while chunk := handle.read(CHUNK):
+            if first:
+                chunk = chunk.removeprefix(BOM)
+                has_blank = chunk.startswith((b"\n", b"\r\n"))
+                first = False
+            try:
+                decoder.decode(chunk)
+            except UnicodeDecodeError as exc:
+                pending = len(decoder.getstate()[0])
+                offset = max(exc.start - pending, 0)
+                line = newlines + chunk[:offset].count(b"\n") + 1
+                raise FileRejected("not_utf8", f"{path}: invalid UTF-8 byte on line {line}", line=line) from exc
+            joined = tail + chunk
+            newlines += chunk.count(b"\n")
+            carriage_returns += chunk.count(b"\r")
+            crlf += joined.count(b"\r\n") - tail.count(b"\r\n")
+            has_quote = has_quote or b'"' in chunk
+            has_nul = has_nul or b"\0" in chunk
+            has_blank = has_blank or b"\n\n" in joined or b"\n\r\n" in joined
+            tail = joined[-2:]
+        try:
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError as exc:
+            raise FileRejected("not_utf8", f"{path}: file ends inside a UTF-8 character",
+                               line=newlines + 1) from exc
+    return Probe(newlines, carriage_returns, crlf, has_quote, has_nul, has_blank, tail.endswith(b"\n"))
+
+
+def read_header(path: Path, required: list[str]) -> tuple[list[str], list[str]]:
+    """Return (header, extra columns); reject a missing header, a repeated or a missing column."""
+    with path.open(encoding="utf-8-sig", newline="") as handle:
+        reader = csv.reader(handle)
+        try:
+            header = next(reader)
+        except StopIteration:
+            raise FileRejected("empty_file", f"{path}: the file is empty (no header row)", line=1) from None
+        except csv.Error as exc:
+            raise FileRejected("empty_file", f"{path}: header row unreadable: {exc}", line=1) from exc
+    if not header or header == [""]:
+        raise FileRejected("empty_file", f"{path}: the header row is blank", line=1)
+    seen: set[str] = set()
+    for name in header:
+        if name in seen:
+            raise FileRejected("duplicate_column", f"{path}: column {name!r} appears twice in the header",
+                               line=1, column=name)
+        seen.add(name)
+    for name in required:
+        if name not in seen:
+            raise FileRejected("missing_column", f"{path}: required column {name!r} is missing",
+                               line=1, column=name)
+    return header, [name for name in header if name not in set(required)]
+
+
+def stage_file(con: duckdb.DuckDBPyConnection, path: Path, table: str, required: list[str]) -> StagedFile:
+    """Read `path` into a fresh table `table`; raise FileRejected for a file-level fault."""
+    shape = probe(path)
+    header, _ = read_header(path, required)
+    con.execute(f"drop table if exists {table}")
+    if shape.is_plain and _stage_plain(con, path, table, header, shape):
+        return StagedFile(table, header, _count(con, table), method="plain")
+    lines, malformed, total_length = _scan(path, len(header))
+    if not malformed and _stage_scanned(con, path, table, header, lines, total_length):
+        return StagedFile(table, header, len(lines), method="scanned")
+    rows = _stage_python(con, path, table, header)
+    return StagedFile(table, header, rows + len(malformed), malformed, method="python")
+
+
+def _duckdb_read(path: Path, header: list[str], quoted: bool) -> str:
+    columns = ", ".join(f"'{_quote_literal(name)}': 'VARCHAR'" for name in header)
+    quoting = "quote = '\"', escape = '\"'" if quoted else "quote = '', escape = ''"
+    return (
+        f"read_csv('{_quote_literal(str(path))}', header = true, delim = ',', {quoting}, "
+        f"columns = {{{columns}}}, auto_detect = false, strict_mode = true, "
+        "max_line_size = 134217728, null_padding = false)"
+    )
+
+
+def _stage_plain(con: duckdb.DuckDBPyConnection, path: Path, table: str, header: list[str],
+                 shape: Probe) -> bool:
+    expected = shape.newlines - 1 + (0 if shape.ends_with_newline else 1)
+    try:
+        con.execute(f"create table {table} as select * from {_duckdb_read(path, header, quoted=False)}")
+    except duckdb.Error:
+        con.execute(f"drop table if exists {table}")
+        return False
+    if _count(con, table) != expected:
+        con.execute(f"drop table {table}")
+        return False
+    # Insertion order is file order (preserve_insertion_order), so rowid 0 is line 2; a plain file
+    # has no quoted fields, so DuckDB already reads every empty field as NULL.
+    _replace_with(con, table, f"select rowid + 2 as _line, * from {table}")
+    return True
+
+
+def _stage_scanned(con: duckdb.DuckDBPyConnection, path: Path, table: str, header: list[str],
+                   lines: array.array, total_length: int) -> bool:
+    try:
+        con.execute(f"create table {table} as select * from {_duckdb_read(path, header, quoted=True)}")
+    except duckdb.Error:
+        con.execute(f"drop table if exists {table}")
+        return False
+    length = " + ".join(f"coalesce(length({_ident(name)}), 0)" for name in header)
+    count, total = con.execute(f"select count(*), coalesce(sum({length}), 0) from {table}").fetchall()[0]
+    if count != len(lines) or total != total_length:
+        con.execute(f"drop table {table}")
+        return False
+    line_table = pa.table({"_line": pa.array(lines, type=pa.int64())})
+    con.register("_staged_lines", line_table)
+    try:
+        # A quoted empty field ("") reads as '' rather than NULL: both mean missing.
+        columns = ", ".join(f"nullif({_ident(name)}, '') as {_ident(name)}" for name in header)
+        _replace_with(con, table, f"select _staged_lines._line, {columns} from {table} "
+                                  "positional join _staged_lines")
+    finally:
+        con.unregister("_staged_lines")
+    return True
+
+
+def _records(path: Path) -> Iterator[tuple[int, int, list[str] | None, str | None]]:
+    """Python's reading of the records after the header: (start line, end line, fields, error).
+
+    Blank lines are not records and are skipped.
+    """
+    with path.open(encoding="utf-8-sig", newline="") as handle:
+        reader = csv.reader(handle)
+        next(reader)
+        previous_end = reader.line_num
+        while True:
+            try:
+                record = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as exc:
+                start, previous_end = previous_end + 1, reader.line_num
+                yield start, previous_end, None, f"unreadable record: {exc}"
+                continue
+            start, previous_end = previous_end + 1, reader.line_num
+            if record:
+                yield start, previous_end, record, None
+
+
+def _scan(path: Path, width: int) -> tuple[array.array, list[tuple[int, str]], int]:
+    """Record start lines, malformed records and the total length of all fields."""
+    lines = array.array("q")
+    malformed: list[tuple[int, str]] = []
+    total = 0
+    for start, end, record, error in _records(path):
+        if record is None or len(record) != width:
+            malformed.append((start, error or _field_count_detail(record, width, start, end)))
+            continue
+        lines.append(start)
+        total += sum(map(len, record))
+    return lines, malformed, total
+
+
+def _field_count_detail(record: list[str], width: int, start: int, end: int) -> str:
+    detail = f"{len(record)} fields, the header has {width}"
+    if end > start:
+        detail += f"; the record runs from line {start} to line {end} (an unclosed quote?)"
+    return detail
+
+
+def _stage_python(con: duckdb.DuckDBPyConnection, path: Path, table: str, header: list[str]) -> int:
+    """Load the well-formed records through Python, batch by batch (the slow, exact reading)."""
+    schema = pa.schema([("_line", pa.int64())] + [(name, pa.string()) for name in header])
+    records = (
+        (start, *(value if value != "" else None for value in record))
+        for start, _, record, _ in _records(path)
+        if record is not None and len(record) == len(header)
+    )
+    loaded = 0
+    con.execute(f"create table {table} ({', '.join(f'{_ident(f.name)} {_sql_type(f)}' for f in schema)})")
+    while batch := list(itertools.islice(records, BATCH_ROWS)):
+        columns = zip(*batch, strict=True)
+        arrow = pa.table([pa.array(col, type=f.type) for col, f in zip(columns, schema, strict=True)],
+                         schema=schema)
+        con.register("_staged_batch", arrow)
+        try:
+            con.execute(f"insert into {table} select * from _staged_batch")
+        finally:
+            con.unregister("_staged_batch")
+        loaded += len(batch)
+    return loaded
+
+
+def _sql_type(column: pa.Field) -> str:
+    return "bigint" if column.type == pa.int64() else "varchar"
+
+
+def _replace_with(con: duckdb.DuckDBPyConnection, table: str, select: str) -> None:
+    con.execute(f"create table {table}__next as {select}")
+    con.execute(f"drop table {table}")
+    con.execute(f"alter table {table}__next rename to {table.split('.')[-1]}")
+
+
+def _count(con: duckdb.DuckDBPyConnection, table: str) -> int:
+    return con.execute(f"select count(*) from {table}").fetchall()[0][0]
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _quote_literal(text: str) -> str:
+    return text.replace("'", "''")
+
+
+def rows_of(text: str) -> list[list[str]]:
+    """Python's reading of CSV text, for tests and the hostile-input oracle."""
+    return [row for row in csv.reader(io.StringIO(text.removeprefix("\ufeff"), newline="")) if row]

@@ -1,0 +1,288 @@
+"""Loading one file of one batch: stage it, judge every row in SQL, keep it all in history.
+
+Every record ends in exactly one place: `restricted.<table>_history` with `_status = 'loaded'`
+(a REDCap row may have instruments quarantined, listed in `_quarantined_instruments`), or
+quarantine (`audit.quarantine`, with file, line, column and reason). The ledger entry written in
+the same transaction records the counts, so a crash leaves no half-loaded file.
+"""
+
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+
+from pod_pipeline.identifiers import hmac_pads, sql_pseudonym
+from pod_pipeline.ingest import ledger, rules
+from pod_pipeline.ingest.csvfile import FileRejected, StagedFile, stage_file
+from pod_pipeline.ingest.rules import SEP, lit, q
+from pod_pipeline.ingest.specs import CARER_INSTRUMENT, FileSpec
+
+STAGE = "_stage"
+CHECKED = "_checked"
+
+QUARANTINE_DDL = """
+create table if not exists audit.quarantine (
+    site varchar not null, export_id varchar not null, file varchar not null, line bigint,
+    "column" varchar, reason varchar not null, detail varchar, scope varchar not null,
+    instrument varchar, quarantined_at timestamp not null, run_id varchar
+);
+create schema if not exists restricted;
+create schema if not exists raw;
+"""
+
+
+@dataclass(frozen=True)
+class BatchFile:
+    site: str
+    export_id: str
+    path: Path
+    sha256: str
+    landing_root: Path
+
+    @property
+    def relative(self) -> str:
+        return self.path.relative_to(self.landing_root).as_posix()
+
+
+@dataclass(frozen=True)
+class FileOutcome:
+    file: BatchFile
+    status: str  # loaded | rejected
+    rows_read: int = 0
+    rows_loaded: int = 0
+    rows_quarantined: int = 0
+    instruments_quarantined: int = 0
+    method: str = ""
+    error: str | None = None
+    extra_columns: tuple[str, ...] = ()
+
+
+def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
+    ledger.ensure(con)
+    con.execute(QUARANTINE_DDL)
+
+
+def quarantine_file(con: duckdb.DuckDBPyConnection, site: str, export_id: str, file: str,
+                    reason: str, detail: str, scope: str, line: int | None = None,
+                    column: str | None = None, run_id: str | None = None) -> None:
+    con.execute(
+        "insert into audit.quarantine values (?, ?, ?, ?, ?, ?, ?, ?, null, ?, ?)",
+        [site, export_id, file, line, column, reason, detail, scope, _now(), run_id],
+    )
+
+
+def load_file(con: duckdb.DuckDBPyConnection, spec: FileSpec, batch: BatchFile,
+              pseudonym_key: str, run_id: str | None = None) -> FileOutcome:
+    """Load one delivered file; a file-level fault rejects it whole.
+
+    The file is staged first, outside the transaction (so its rows are numbered in file order),
+    then judged and recorded in one transaction.
+    """
+    try:
+        staged: StagedFile | FileRejected = stage_file(con, batch.path, STAGE, list(spec.required))
+    except FileRejected as rejected:
+        staged = rejected
+    con.execute("begin transaction")
+    try:
+        if isinstance(staged, FileRejected):
+            outcome = _reject(con, spec, batch, staged, run_id)
+        else:
+            outcome = _load(con, spec, batch, staged, pseudonym_key, run_id)
+        con.execute("commit")
+    except BaseException:
+        con.execute("rollback")
+        raise
+    finally:
+        con.execute(f"drop table if exists {STAGE}; drop table if exists {CHECKED}; "
+                    "drop table if exists _reference")
+    return outcome
+
+
+def _reject(con: duckdb.DuckDBPyConnection, spec: FileSpec, batch: BatchFile, rejected: FileRejected,
+            run_id: str | None) -> FileOutcome:
+    # The message names the landing path; the quarantine row names the file by its batch.
+    detail = str(rejected).replace(f"{batch.path}: ", "")
+    quarantine_file(con, batch.site, batch.export_id, spec.file, rejected.reason, detail, "file",
+                    rejected.line, rejected.column, run_id)
+    ledger.append(con, ledger.Entry(batch.site, batch.export_id, spec.file, batch.sha256, "rejected",
+                                    error=f"{rejected.reason}: {detail}"), run_id)
+    return FileOutcome(batch, "rejected", error=f"{rejected.reason}: {detail}")
+
+
+def _load(con: duckdb.DuckDBPyConnection, spec: FileSpec, batch: BatchFile, staged: StagedFile,
+          key: str, run_id: str | None) -> FileOutcome:
+    header = staged.header
+    if spec.uses_register:
+        _reference_register(con, batch)
+    identifiers = set(spec.identifiers) | _flagged_identifiers(con, batch, spec)
+    row_rules = [rule for rule in spec.row_rules(batch.site) if rule.column in header]
+    first, detail = rules.checked(row_rules)
+    instruments = _instrument_checks(header, identifiers) if spec.table == "redcap_records" else {}
+    select = [f"s.{q(c)}" for c in header] + [f"{first} as _first", f"{detail} as _detail"]
+    for instrument, (i_first, i_detail) in instruments.items():
+        select += [f"{i_first} as {q('_i_' + instrument)}", f"{i_detail} as {q('_d_' + instrument)}"]
+    select += _derived_columns(spec)
+    join = f"left join _reference reg on {spec.link}" if spec.uses_register else ""
+    pads = dict(zip(("inner_pad", "outer_pad"), hmac_pads(key), strict=True))
+    con.execute(f"create table {CHECKED} as select s._line, {', '.join(select)} from {STAGE} s {join}",
+                {k: v for k, v in pads.items() if f"${k}" in first + " ".join(select) + join})
+
+    loaded_at = _now()
+    where = dict(site=batch.site, export_id=batch.export_id, file=spec.file)
+    _quarantine_rows(con, staged.malformed, instruments, where, loaded_at, run_id)
+    _append_history(con, spec, header, instruments, batch, loaded_at)
+    instrument_flags = " + ".join(f"({q('_i_' + i)} is not null)::int" for i in instruments) or "0"
+    counts = con.execute(
+        f"select count(*) filter (where _first is null), count(*) filter (where _first is not null), "
+        f"coalesce(sum({instrument_flags}) filter (where _first is null), 0) from {CHECKED}"
+    ).fetchall()[0]
+    instrument_count = counts[2]
+    loaded, quarantined = counts[0], counts[1] + len(staged.malformed)
+    ledger.append(con, ledger.Entry(batch.site, batch.export_id, spec.file, batch.sha256, "loaded",
+                                    staged.rows_read, loaded, quarantined), run_id)
+    extras = tuple(c for c in header if c not in spec.required and not _known_redcap(c, spec))
+    return FileOutcome(batch, "loaded", staged.rows_read, loaded, quarantined, instrument_count,
+                       staged.method, extra_columns=extras)
+
+
+def _known_redcap(column: str, spec: FileSpec) -> bool:
+    return spec.table == "redcap_records" and column in {i.field_name for i in rules.instrument_items()}
+
+
+def _reference_register(con: duckdb.DuckDBPyConnection, batch: BatchFile) -> None:
+    """The participants the batch is checked against: its own register, else the newest earlier one."""
+    if not _exists(con, "restricted", "register_history"):
+        con.execute("create temp table _reference "
+                    "(ref_study_id varchar, ref_arm varchar, ref_consent_date date, ref_pseudonym varchar)")
+        return
+    con.execute(
+        "create temp table _reference as "
+        "select study_id as ref_study_id, arm as ref_arm, cast(consent_date as date) as ref_consent_date, "
+        "_pseudonym as ref_pseudonym "
+        "from restricted.register_history where _site = $site and _status = 'loaded' "
+        "and _export_id = (select max(export_id) from audit.load_ledger "
+        "where site = $site and file = 'register.csv' and status = 'loaded' and export_id <= $export_id)",
+        {"site": batch.site, "export_id": batch.export_id},
+    )
+
+
+def _flagged_identifiers(con: duckdb.DuckDBPyConnection, batch: BatchFile, spec: FileSpec) -> set[str]:
+    """REDCap fields the site's dictionary marks `Identifier? = y` (as of this batch)."""
+    if spec.table != "redcap_records" or not _exists(con, "restricted", "redcap_dictionary_history"):
+        return set()
+    rows = con.execute(
+        'select "Variable / Field Name" from restricted.redcap_dictionary_history '
+        "where _site = $site and _status = 'loaded' and lower(trim(\"Identifier?\")) = 'y' "
+        "and _export_id = (select max(export_id) from audit.load_ledger where site = $site "
+        "and file = 'redcap_dictionary.csv' and status = 'loaded' and export_id <= $export_id)",
+        {"site": batch.site, "export_id": batch.export_id},
+    ).fetchall()
+    return {name for (name,) in rows}
+
+
+def _instrument_checks(header: list[str], identifiers: set[str]) -> dict[str, tuple[str, str]]:
+    """Per REDCap instrument: SQL for its first broken rule and detail, on rows of its kind only."""
+    checks: dict[str, tuple[str, str]] = {}
+    items = [i for i in rules.instrument_items() if i.field_name in header]
+    for instrument in dict.fromkeys(i.instrument for i in items):
+        instrument_rules = []
+        for item in (i for i in items if i.instrument == instrument):
+            for rule in rules.item_rules(item):
+                if item.field_name in identifiers:
+                    rule = rules.Rule(rule.column, rule.verdict, f"'{item.field_name}: value withheld (identifier)'")
+                instrument_rules.append(rule)
+        if not instrument_rules:
+            continue
+        first, detail = rules.checked(instrument_rules)
+        is_carer = "s.redcap_repeat_instrument is not distinct from 'carer_questionnaire'"
+        applies = is_carer if instrument == CARER_INSTRUMENT else f"not ({is_carer})"
+        checks[instrument] = (f"case when {applies} then {first} end", f"case when {applies} then {detail} end")
+    return checks
+
+
+def _derived_columns(spec: FileSpec) -> list[str]:
+    if spec.table == "register":
+        consent, dob = rules.iso_date("consent_date"), rules.iso_date("date_of_birth")
+        return [
+            f"case when {q('nhs_number')} is not null then {sql_pseudonym('s.nhs_number')} end as _pseudonym",
+            f"date_part('year', {consent}) - date_part('year', {dob}) - case when "
+            f"strftime({consent}, '%m%d') < strftime({dob}, '%m%d') then 1 else 0 end as _age_at_consent",
+        ]
+    if spec.table == "honos":
+        return ["reg.ref_study_id as _study_id"]
+    return []
+
+
+def _quarantine_rows(con: duckdb.DuckDBPyConnection, malformed: list[tuple[int, str]],
+                     instruments: dict[str, tuple[str, str]], where: dict[str, str],
+                     at: dt.datetime, run_id: str | None) -> None:
+    params = {**where, "at": at, "run_id": run_id, "sep": SEP}
+    con.execute(
+        "insert into audit.quarantine select $site, $export_id, $file, _line, "
+        "split_part(_first, $sep, 1), split_part(_first, $sep, 2), _detail, 'row', null, $at, $run_id "
+        f"from {CHECKED} where _first is not null", params,
+    )
+    for line, detail in malformed:
+        con.execute("insert into audit.quarantine values ($site, $export_id, $file, $line, null, "
+                    "'malformed_row', $detail, 'row', null, $at, $run_id)",
+                    {**where, "at": at, "run_id": run_id, "line": line, "detail": detail})
+    for instrument in instruments:
+        con.execute(
+            "insert into audit.quarantine select $site, $export_id, $file, _line, "
+            f"split_part({q('_i_' + instrument)}, $sep, 1), split_part({q('_i_' + instrument)}, $sep, 2), "
+            f"{q('_d_' + instrument)}, 'instrument', {lit(instrument)}, $at, $run_id "
+            f"from {CHECKED} where _first is null and {q('_i_' + instrument)} is not null", params,
+        )
+
+
+def _append_history(con: duckdb.DuckDBPyConnection, spec: FileSpec, header: list[str],
+                    instruments: dict[str, tuple[str, str]], batch: BatchFile, at: dt.datetime) -> None:
+    history = f"restricted.{spec.table}_history"
+    derived = {"register": {"_pseudonym": "varchar", "_age_at_consent": "integer"},
+               "honos": {"_study_id": "varchar"}}.get(spec.table, {})
+    columns = {c: "varchar" for c in header} | {
+        "_site": "varchar", "_export_id": "varchar", "_file": "varchar", "_line": "bigint",
+        "_loaded_at": "timestamp", "_status": "varchar", "_reason": "varchar",
+        "_quarantined_instruments": "varchar", "_row_hash": "varchar", **derived,
+    }
+    _ensure_table(con, history, columns)
+    hashed = [c for c in header if c not in spec.identifiers]
+    row_hash = "md5(concat_ws(chr(31), " + ", ".join(f"coalesce({q(c)}, chr(0))" for c in hashed) + "))"
+    quarantined = "''" if not instruments else "concat_ws(',', " + ", ".join(
+        f"case when {q('_i_' + i)} is not null then {lit(i)} end" for i in instruments) + ")"
+    con.execute(
+        f"insert into {history} by name select {', '.join(q(c) for c in header)}, "
+        f"{', '.join(derived)}{', ' if derived else ''}"
+        "$site as _site, $export_id as _export_id, $file as _file, _line, $at as _loaded_at, "
+        "case when _first is null then 'loaded' else 'quarantined' end as _status, "
+        f"split_part(_first, $sep, 2) as _reason, "
+        f"case when _first is null then {quarantined} else '' end as _quarantined_instruments, "
+        f"{row_hash} as _row_hash from {CHECKED}",
+        {"site": batch.site, "export_id": batch.export_id, "file": batch.relative, "at": at, "sep": SEP},
+    )
+
+
+def _ensure_table(con: duckdb.DuckDBPyConnection, table: str, columns: dict[str, str]) -> None:
+    schema, name = table.split(".")
+    existing = {
+        c for (c,) in con.execute(
+            "select column_name from information_schema.columns where table_schema = $s and table_name = $t",
+            {"s": schema, "t": name}).fetchall()
+    }
+    if not existing:
+        con.execute(f"create table {table} ({', '.join(f'{q(c)} {t}' for c, t in columns.items())})")
+        return
+    for column, kind in columns.items():
+        if column not in existing:
+            con.execute(f"alter table {table} add column {q(column)} {kind}")
+
+
+def _exists(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
+    return bool(con.execute(
+        "select 1 from information_schema.tables where table_schema = $s and table_name = $t",
+        {"s": schema, "t": table}).fetchall())
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)

@@ -1,0 +1,185 @@
+"""Each delivered file type: its required columns, key, identifiers and row rules (contract 4-8).
+
+Rules are listed in the contract's column order; rules that need the site's register (the
+reference, joined as `reg`) come after the file's own rules.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from pod_pipeline.identifiers import sql_nhs_number_is_valid, sql_pseudonym
+from pod_pipeline.ingest import rules as r
+from pod_pipeline.ingest.rules import Rule, q
+
+GENDER_CODES = ("1", "2", "9", "X")
+ETHNIC_CODES = tuple("ABCDEFGHJKLMNPRSZ")
+WITHDRAWAL_TYPES = ("follow_up", "all_data", "died")
+HONOS_ITEMS = tuple(f"honos_{i:02d}" for i in range(1, 13))
+KEY_ELEMENTS = tuple(f"key_element_{i:02d}" for i in range(1, 13))
+CARER_INSTRUMENT = "carer_questionnaire"
+
+REDCAP_PLUMBING = ("record_id", "redcap_event_name", "redcap_repeat_instrument",
+                   "redcap_repeat_instance", "redcap_data_access_group")
+DICTIONARY_COLUMNS = (
+    "Variable / Field Name", "Form Name", "Section Header", "Field Type", "Field Label",
+    "Choices, Calculations, OR Slider Labels", "Field Note", "Text Validation Type OR Show Slider Number",
+    "Text Validation Min", "Text Validation Max", "Identifier?", "Branching Logic (Show field only if...)",
+    "Required Field?", "Custom Alignment", "Question Number (surveys only)", "Matrix Group Name",
+    "Matrix Ranking?", "Field Annotation",
+)
+
+
+@dataclass(frozen=True)
+class FileSpec:
+    file: str
+    table: str
+    required: tuple[str, ...]
+    key: tuple[str, ...]
+    identifiers: tuple[str, ...]  # never leave the restricted schema, never shown in a detail
+    row_rules: Callable[[str], list[Rule]]  # site -> rules
+    uses_register: bool = False
+    link: str | None = None  # SQL joining the staged row `s` to the reference register `reg`
+    extra_columns: tuple[str, ...] = field(default=())  # computed in the validation query
+
+
+def _register_rules(site: str) -> list[Rule]:
+    consent, withdrawal, dob = r.iso_date("consent_date"), r.iso_date("withdrawal_date"), r.iso_date("date_of_birth")
+    return [
+        r.required("study_id"),
+        r.pattern("study_id", r.STUDY_ID_PATTERN, "KMPT-0007"),
+        r.duplicate("study_id", ["study_id"]),
+        r.nhs_number("nhs_number", sql_nhs_number_is_valid(q("nhs_number"))),
+        r.required("date_of_birth"),
+        r.date("date_of_birth", identifier=True),
+        r.when("date_of_birth", "date_order", f"{dob} >= coalesce({consent}, {dob} + 1)",
+               "'date_of_birth is not before consent_date'"),
+        r.required("gender"),
+        r.code("gender", GENDER_CODES),
+        r.code("ethnic_category", ETHNIC_CODES),
+        r.required("arm"),
+        r.code("arm", ("POD", "TAU")),
+        r.required("consent_date"),
+        r.date("consent_date"),
+        r.date("withdrawal_date"),
+        r.when("withdrawal_date", "date_order", f"{withdrawal} < {consent}",
+               "'withdrawal_date ' || withdrawal_date || ' is before consent_date ' || consent_date"),
+        r.when("withdrawal_date", "inconsistent_value", "withdrawal_type is null",
+               "'withdrawal_date is given without a withdrawal_type'"),
+        r.code("withdrawal_type", WITHDRAWAL_TYPES),
+        r.when("withdrawal_type", "inconsistent_value", "withdrawal_date is null",
+               "'withdrawal_type ' || withdrawal_type || ' is given without a withdrawal_date'"),
+    ]
+
+
+def _redcap_rules(site: str) -> list[Rule]:
+    events = ", ".join(r.lit(e) for e in r.redcap_events())
+    event_arm = "case " + " ".join(
+        f"when redcap_event_name = {r.lit(e)} then {r.lit(arm)}" for e, arm in r.redcap_events().items()
+    ) + " end"
+    carer = f"redcap_repeat_instrument = '{CARER_INSTRUMENT}'"
+    return [
+        r.required("record_id"),
+        r.duplicate("record_id", ["record_id", "redcap_event_name", "redcap_repeat_instrument",
+                                  "redcap_repeat_instance"]),
+        r.required("redcap_event_name"),
+        r.when("redcap_event_name", "invalid_event", f"redcap_event_name not in ({events})",
+               f"'redcap_event_name = ' || {r.shown('redcap_event_name')} || ' is not a study event'"),
+        r.code("redcap_repeat_instrument", (CARER_INSTRUMENT,)),
+        Rule("redcap_repeat_instance",
+             f"case when {carer} and not coalesce(regexp_full_match(redcap_repeat_instance, '[1-9][0-9]{{0,3}}'), false) "
+             "then 'invalid_repeat' "
+             "when redcap_repeat_instrument is null and redcap_repeat_instance is not null then 'invalid_repeat' end",
+             "'redcap_repeat_instance ' || coalesce('''' || redcap_repeat_instance || '''', 'empty') "
+             "|| ' does not fit redcap_repeat_instrument ' || coalesce(redcap_repeat_instrument, 'empty')"),
+        r.when("redcap_data_access_group", "invalid_code", f"redcap_data_access_group <> {r.lit(site)}",
+               f"'redcap_data_access_group = ' || {r.shown('redcap_data_access_group')} "
+               f"|| ' is not this site ({site})'"),
+        Rule("carer_id", f"case when {carer} and carer_id is null then 'missing_value' end",
+             "'carer_id is empty in a carer questionnaire row'"),
+        r.when("record_id", "unknown_participant", "reg.ref_study_id is null",
+               f"'record_id ' || {r.shown('record_id')} || ' is not in the site''s register'"),
+        r.when("redcap_event_name", "arm_mismatch", f"reg.ref_arm is not null and {event_arm} <> reg.ref_arm",
+               "'event ' || redcap_event_name || ' is for arm ' || " + event_arm + " || ', the register says ' || reg.ref_arm"),
+    ]
+
+
+def _honos_rules(site: str) -> list[Rule]:
+    item_rules = [r.whole_number(item, 0, 4) for item in HONOS_ITEMS]
+    item_rules = [
+        Rule(rule.column, f"case when {q(rule.column)} = '9' then null else {rule.verdict} end",
+             rule.detail.replace("is not a whole number from 0 to 4", "is not 0–4 or 9 (not known)"))
+        for rule in item_rules
+    ]
+    problem = "honos_08_problem_type"
+    return [
+        r.required("assessment_id"),
+        r.duplicate("assessment_id", ["assessment_id"]),
+        r.required("nhs_number"),
+        r.nhs_number("nhs_number", sql_nhs_number_is_valid(q("nhs_number"))),
+        r.required("assessment_date"),
+        r.date("assessment_date", uk_allowed=True),
+        *item_rules,
+        r.code(problem, tuple("ABCDEFGHIJ")),
+        Rule(problem,
+             f"case when honos_08 in ('1', '2', '3', '4') and {problem} is null then 'inconsistent_value' "
+             f"when honos_08 = '0' and {problem} is not null then 'inconsistent_value' end",
+             f"'{problem} must be given exactly when honos_08 is 1-4 (honos_08 = ' "
+             "|| coalesce(honos_08, 'empty') || ')'"),
+        r.when("nhs_number", "unlinked",
+               f"reg.ref_study_id is null and {sql_nhs_number_is_valid(q('nhs_number'))}",
+               "'a valid NHS number that matches no participant in the register'"),
+    ]
+
+
+def _meeting_rules(site: str) -> list[Rule]:
+    counts = ("family_members_present", "other_network_members_present", "clinicians_present")
+    return [
+        r.required("meeting_id"),
+        r.duplicate("meeting_id", ["meeting_id"]),
+        r.required("study_id"),
+        r.required("meeting_date"),
+        r.date("meeting_date"),
+        r.whole_number("duration_minutes", 1, 480),
+        r.code("service_user_present", ("0", "1")),
+        *(r.whole_number(c, 0, None) for c in counts),
+        r.code("peer_support_worker_present", ("0", "1")),
+        *(r.code(k, ("0", "1", "2")) for k in KEY_ELEMENTS),
+        r.when("study_id", "unknown_participant", "reg.ref_study_id is null",
+               f"'study_id ' || {r.shown('study_id')} || ' is not in the site''s register'"),
+        r.when("meeting_date", "date_order",
+               f"reg.ref_consent_date is not null and {r.iso_date('meeting_date')} < reg.ref_consent_date - 90",
+               "'meeting_date ' || meeting_date || ' is more than 90 days before consent (' "
+               "|| reg.ref_consent_date || ')'"),
+    ]
+
+
+def _dictionary_rules(site: str) -> list[Rule]:
+    name = "Variable / Field Name"
+    return [r.required(name), r.duplicate(name, [name])]
+
+
+SPECS: dict[str, FileSpec] = {
+    spec.file: spec
+    for spec in (
+        FileSpec("register.csv", "register",
+                 ("study_id", "nhs_number", "date_of_birth", "gender", "ethnic_category", "arm",
+                  "cluster_id", "consent_date", "withdrawal_date", "withdrawal_type"),
+                 ("study_id",), ("nhs_number", "date_of_birth"), _register_rules),
+        FileSpec("redcap_dictionary.csv", "redcap_dictionary", DICTIONARY_COLUMNS,
+                 ("Variable / Field Name",), (), _dictionary_rules),
+        FileSpec("redcap_records.csv", "redcap_records", REDCAP_PLUMBING,
+                 ("record_id", "redcap_event_name", "redcap_repeat_instrument", "redcap_repeat_instance"),
+                 (), _redcap_rules, uses_register=True, link="reg.ref_study_id = s.record_id"),
+        FileSpec("honos.csv", "honos",
+                 ("assessment_id", "nhs_number", "assessment_date", "rater_role", *HONOS_ITEMS,
+                  "honos_08_problem_type"),
+                 ("assessment_id",), ("nhs_number",), _honos_rules, uses_register=True,
+                 link=f"reg.ref_pseudonym = {sql_pseudonym('s.nhs_number')}"),
+        FileSpec("network_meetings.csv", "network_meetings",
+                 ("meeting_id", "study_id", "meeting_date", "duration_minutes", "service_user_present",
+                  "family_members_present", "other_network_members_present", "clinicians_present",
+                  "peer_support_worker_present", *KEY_ELEMENTS),
+                 ("meeting_id",), (), _meeting_rules, uses_register=True,
+                 link="reg.ref_study_id = s.study_id"),
+    )
+}
