@@ -6,7 +6,6 @@ the whole pipeline at a temporary folder by setting `POD_DATA_DIR` (or the indiv
 
 import datetime as dt
 import os
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -113,15 +112,12 @@ class Settings:
         """Environment for a dbt process: where the working database is."""
         return {"POD_WORK_DB": str(self.work_db)}
 
-    def warn_if_demo_key(self) -> str | None:
+    def demo_key_warning(self) -> str | None:
+        """The warning every run prints while NHS numbers are pseudonymised with the public demo key."""
         if not self.uses_demo_key:
             return None
-        message = (
-            "POD_PSEUDONYM_KEY is not set: NHS numbers are pseudonymised with the PUBLIC DEMO KEY. "
-            "Fine for synthetic data; set a secret key before loading real exports."
-        )
-        warnings.warn(message, stacklevel=2)
-        return message
+        return ("POD_PSEUDONYM_KEY is not set: NHS numbers are pseudonymised with the PUBLIC DEMO KEY. "
+                "Fine for synthetic data; set a secret key before loading real exports.")
 
 
 def _parse_reference_date(value: str | None) -> dt.date:

@@ -27,6 +27,10 @@ create table if not exists audit.quarantine (
     "column" varchar, reason varchar not null, detail varchar, scope varchar not null,
     instrument varchar, quarantined_at timestamp not null, run_id varchar
 );
+create table if not exists audit.file_columns (
+    site varchar not null, export_id varchar not null, file varchar not null,
+    position integer not null, "column" varchar not null
+);
 create schema if not exists restricted;
 create schema if not exists raw;
 """
@@ -113,6 +117,8 @@ def _reject(con: duckdb.DuckDBPyConnection, spec: FileSpec, batch: BatchFile, re
 def _load(con: duckdb.DuckDBPyConnection, spec: FileSpec, batch: BatchFile, staged: StagedFile,
           key: str, run_id: str | None) -> FileOutcome:
     header = staged.header
+    con.executemany("insert into audit.file_columns values (?, ?, ?, ?, ?)",
+                    [(batch.site, batch.export_id, spec.file, i, c) for i, c in enumerate(header, 1)])
     if spec.uses_register:
         _reference_register(con, batch)
     identifiers = set(spec.identifiers) | _flagged_identifiers(con, batch, spec)

@@ -1,0 +1,149 @@
+"""Dagster assets of the ingest group: landing batches in, raw tables and audit trail out."""
+
+import dagster as dg
+import duckdb
+
+from pod_pipeline.ingest import current, landing, ledger, load
+from pod_pipeline.ingest.manifest import KNOWN_FILES
+from pod_pipeline.ingest.specs import SPECS
+from pod_pipeline.metadata import markdown_table
+from pod_pipeline.resources import Warehouse
+from pod_pipeline.state import fingerprint, last_published_fingerprint
+
+GROUP = "ingest"
+LANDING_KEY = dg.AssetKey(["ingest", "landing_batches"])
+RAW_KEYS = {file: dg.AssetKey(["raw", SPECS[file].table]) for file in KNOWN_FILES}
+QUARANTINE_KEY = dg.AssetKey(["raw", "quarantine"])
+LEDGER_KEY = dg.AssetKey(["raw", "load_ledger"])
+
+
+class LandingConfig(dg.Config):
+    force: bool = False  # rebuild everything even when nothing new has landed
+
+
+@dg.asset(key=LANDING_KEY, group_name=GROUP, output_required=False, pool="duckdb_writer")
+def landing_batches(context: dg.AssetExecutionContext, config: LandingConfig, warehouse: Warehouse):
+    """Sealed export batches, each verified against its manifest and recorded once in the ledger (one row per batch)."""
+    settings = warehouse.settings
+    found = landing.discover(settings.landing_dir)
+    with warehouse.connect() as con:
+        load.ensure_schema(con)
+        report = landing.record_batches(con, found.sealed, context.run_id)
+        pending = sum(len(landing.pending_files(con, settings.landing_dir, f)) for f in KNOWN_FILES)
+        state = fingerprint(con, settings)
+        unchanged = state == last_published_fingerprint(con)
+        batches = con.execute(
+            "select site, export_id, status, error from audit.load_ledger where file = 'manifest.json' "
+            "order by site, export_id, entry_id"
+        ).fetchall()
+    for warning in report.warnings + found.ignored:
+        context.log.warning(warning)
+    for batch, error in report.rejected:
+        context.log.error(f"batch {batch} rejected: {error}")
+    metadata = {
+        "batches_sealed": len(found.sealed),
+        "batches_new": len(report.new_accepted),
+        "batches_rejected_now": len(report.rejected),
+        "batches_unsealed_waiting": dg.MetadataValue.json([str(p.relative_to(settings.landing_dir))
+                                                           for p in found.unsealed]),
+        "files_pending": pending,
+        "landing_dir": dg.MetadataValue.path(str(settings.landing_dir)),
+        "reference_date": settings.reference_date.isoformat(),
+        "batches": dg.MetadataValue.md(markdown_table(["site", "export", "status", "error"], batches)),
+    }
+    if settings.uses_demo_key:
+        context.log.warning(settings.demo_key_warning())
+    if not config.force and pending == 0 and unchanged:
+        context.log.info("Nothing new since the last published run: skipping every downstream asset.")
+        return
+    yield dg.Output(None, metadata=metadata)
+
+
+def _raw_asset(file: str, deps: list[dg.AssetKey]) -> dg.AssetsDefinition:
+    spec = SPECS[file]
+
+    @dg.asset(key=RAW_KEYS[file], group_name=GROUP, deps=deps, pool="duckdb_writer",
+              description=f"Current snapshot of {file}: one row per accepted row of each site's newest "
+                          f"batch that delivered it, without direct identifiers. History and quarantine "
+                          f"keep every row of every batch.")
+    def _asset(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
+        settings = warehouse.settings
+        with warehouse.connect() as con:
+            load.ensure_schema(con)
+            outcomes = [load.load_file(con, spec, batch, settings.pseudonym_key, context.run_id)
+                        for batch in landing.pending_files(con, settings.landing_dir, file)]
+            changed = {o.file.site for o in outcomes if o.status == "loaded"}
+            first_build = not _exists(con, f"raw.{spec.table}")
+            rows = current.refresh(con, file, None if first_build else changed)
+            by_reason = con.execute(
+                "select reason, count(*) from audit.quarantine where file = $f and run_id = $r "
+                "group by reason order by 2 desc", {"f": file, "r": context.run_id}).fetchall()
+            # Counts only: no participant's rows in metadata, where no erasure could reach them.
+            preview = con.execute(f"select site, export_id, count(*), min(line_number), max(line_number) "
+                                  f"from raw.{spec.table} group by all order by all").fetchall()
+        for outcome in outcomes:
+            if outcome.status == "rejected":
+                context.log.error(f"{outcome.file.relative} rejected: {outcome.error}")
+            if outcome.extra_columns:
+                context.log.warning(f"{outcome.file.relative}: extra columns kept in the raw layer only: "
+                                    f"{', '.join(outcome.extra_columns)}")
+        return dg.MaterializeResult(metadata={
+            "dagster/row_count": rows,
+            "files_loaded": sum(o.status == "loaded" for o in outcomes),
+            "files_rejected": sum(o.status == "rejected" for o in outcomes),
+            "rows_read": sum(o.rows_read for o in outcomes),
+            "rows_loaded": sum(o.rows_loaded for o in outcomes),
+            "rows_quarantined": sum(o.rows_quarantined for o in outcomes),
+            "instruments_quarantined": sum(o.instruments_quarantined for o in outcomes),
+            "quarantined_by_reason": dg.MetadataValue.json(dict(by_reason)),
+            "read_methods": dg.MetadataValue.json({o.file.relative: o.method for o in outcomes if o.method}),
+            "current_snapshot": dg.MetadataValue.md(markdown_table(
+                ["site", "export", "rows", "first line", "last line"], preview)),
+        })
+
+    _asset.__name__ = f"raw_{spec.table}"
+    return _asset
+
+
+def _exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
+    schema, name = table.split(".")
+    return bool(con.execute("select 1 from information_schema.tables where table_schema = $s "
+                            "and table_name = $t", {"s": schema, "t": name}).fetchall())
+
+
+raw_assets = [
+    _raw_asset("register.csv", [LANDING_KEY]),
+    _raw_asset("redcap_dictionary.csv", [LANDING_KEY]),
+    _raw_asset("redcap_records.csv", [RAW_KEYS["register.csv"], RAW_KEYS["redcap_dictionary.csv"]]),
+    _raw_asset("honos.csv", [RAW_KEYS["register.csv"]]),
+    _raw_asset("network_meetings.csv", [RAW_KEYS["register.csv"]]),
+]
+
+
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec(QUARANTINE_KEY, group_name=GROUP, deps=list(RAW_KEYS.values()),
+                     description="One row per rejected batch, file, row or REDCap instrument, with file, "
+                                 "line, column and reason; never an identifier's value."),
+        dg.AssetSpec(LEDGER_KEY, group_name=GROUP, deps=list(RAW_KEYS.values()),
+                     description="The load ledger: one row per batch and file the pipeline saw, append-only "
+                                 "and hash-chained."),
+    ],
+    pool="duckdb_writer",
+)
+def audit_trail(context: dg.AssetExecutionContext, warehouse: Warehouse):
+    """The quarantine and the load ledger as dbt sources (one row per quarantined unit / ledger entry)."""
+    with warehouse.connect() as con:
+        current.refresh_audit_views(con)
+        reasons = con.execute(
+            "select reason, count(*) from raw.quarantine where is_current_export group by 1 order by 2 desc"
+        ).fetchall()
+        quarantined = con.execute("select count(*) from raw.quarantine").fetchall()[0][0]
+        entries = con.execute("select count(*) from raw.load_ledger").fetchall()[0][0]
+        head = ledger.head(con)
+    yield dg.MaterializeResult(asset_key=QUARANTINE_KEY, metadata={
+        "dagster/row_count": quarantined,
+        "current_by_reason": dg.MetadataValue.md(markdown_table(["reason", "rows"], reasons)),
+    })
+    yield dg.MaterializeResult(asset_key=LEDGER_KEY, metadata={
+        "dagster/row_count": entries, "chain_head": head})

@@ -1,0 +1,141 @@
+"""`pod run`: the whole pipeline in-process on the persistent Dagster instance, then a summary."""
+
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+
+from pod_pipeline.settings import Settings, SettingsError
+
+INSTANCE_TEMPLATE = Path(__file__).with_name("dagster.yaml")
+
+
+def prepare_instance(settings: Settings) -> dg.DagsterInstance:
+    """The project's Dagster instance (run history for the CLI and the UI alike)."""
+    home = settings.dagster_home
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+        target = home / "dagster.yaml"
+        if not target.exists() or target.read_bytes() != INSTANCE_TEMPLATE.read_bytes():
+            shutil.copyfile(INSTANCE_TEMPLATE, target)
+    except OSError as exc:
+        raise SettingsError(f"cannot write the Dagster instance folder {home}: {exc.strerror}") from exc
+    os.environ["DAGSTER_HOME"] = str(home)
+    return dg.DagsterInstance.get()
+
+
+def check_writable(path: Path) -> None:
+    """Fail early, naming the folder, when the warehouse cannot be written."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".pod-write-test"
+        probe.write_bytes(b"ok")
+        probe.unlink()
+    except OSError as exc:
+        raise SettingsError(f"the warehouse folder {path} is not writable: {exc.strerror}") from exc
+
+
+@dataclass
+class RunSummary:
+    success: bool
+    run_id: str
+    seconds: float
+    checks: list[tuple[str, str, bool, str]] = field(default_factory=list)  # asset, check, passed, severity
+    skipped_steps: list[str] = field(default_factory=list)
+    failed_steps: list[str] = field(default_factory=list)
+
+
+def execute(job_name: str = "refresh", run_config: dict | None = None, tags: dict | None = None) -> RunSummary:
+    """Run a job of the code location in this process, recorded on the project's instance."""
+    settings = Settings.from_env()
+    check_writable(settings.warehouse_dir)
+    instance = prepare_instance(settings)
+    from pod_pipeline.definitions import defs
+
+    started = time.monotonic()
+    result = defs.resolve_job_def(job_name).execute_in_process(
+        instance=instance, run_config=run_config or {}, tags=tags, raise_on_error=False)
+    summary = RunSummary(result.success, result.run_id, time.monotonic() - started)
+    for event in result.all_events:
+        if event.event_type_value == "ASSET_CHECK_EVALUATION":
+            evaluation = event.event_specific_data
+            summary.checks.append((evaluation.asset_key.to_user_string(), evaluation.check_name,
+                                   evaluation.passed, evaluation.severity.value))
+        elif event.event_type_value == "STEP_SKIPPED":
+            summary.skipped_steps.append(event.step_key)
+        elif event.event_type_value == "STEP_FAILURE":
+            summary.failed_steps.append(event.step_key)
+    return summary
+
+
+def run_pipeline(force: bool = False) -> int:
+    """Materialise everything for the configured landing zone and print what a user needs."""
+    try:
+        settings = Settings.from_env()
+        warning = settings.demo_key_warning()
+        summary = execute(run_config={"ops": {"ingest__landing_batches": {"config": {"force": force}}}})
+    except SettingsError as exc:
+        print(f"pod run: {exc}", file=sys.stderr)
+        return 2
+    print(report(settings, summary, warning))
+    return 0 if summary.success else 1
+
+
+def report(settings: Settings, summary: RunSummary, warning: str | None) -> str:
+    lines = [f"POD pipeline run {summary.run_id}: {'SUCCESS' if summary.success else 'FAILED'} "
+             f"in {summary.seconds:.1f} s (reference date {settings.reference_date})"]
+    if warning:
+        lines.append(f"WARNING: {warning}")
+    if summary.skipped_steps and not summary.failed_steps and len(summary.checks) == 0:
+        lines.append("Nothing new has landed since the last published run; nothing was rebuilt "
+                     "(use `pod run --force` to rebuild anyway).")
+    lines += _published_section(settings)
+    passed = sum(1 for c in summary.checks if c[2])
+    lines.append(f"\nChecks: {passed} passed, {len(summary.checks) - passed} failed")
+    for asset, check, ok, severity in sorted(summary.checks):
+        if not ok:
+            lines.append(f"  FAILED [{severity}] {asset} :: {check}")
+    if summary.failed_steps:
+        lines.append("Failed steps: " + ", ".join(summary.failed_steps))
+        lines.append("Downstream steps skipped: " + (", ".join(summary.skipped_steps) or "none"))
+    lines += _quarantine_section(settings)
+    lines.append(f"\nRun history and every check's details: `make ui` (DAGSTER_HOME={settings.dagster_home})")
+    return "\n".join(lines)
+
+
+def _published_section(settings: Settings) -> list[str]:
+    database = settings.published_db if settings.published_db.exists() else settings.work_db
+    if not database.exists():
+        return ["No warehouse has been built yet."]
+    label = "Published marts" if database == settings.published_db else "Marts (working database)"
+    lines = [f"\n{label}: {database}", f"  query: duckdb -readonly {database}"]
+    if (settings.warehouse_dir / "marts").exists():
+        lines.append(f"  parquet: {settings.warehouse_dir / 'marts'}/<table>.parquet")
+    with duckdb.connect(str(database), read_only=True) as con:
+        tables = con.execute("select table_name from information_schema.tables where table_schema = 'marts' "
+                             "order by table_name").fetchall()
+        for (table,) in tables:
+            count = con.execute(f'select count(*) from marts."{table}"').fetchall()[0][0]
+            lines.append(f"  marts.{table:<36} {count:>10,} rows")
+    return lines
+
+
+def _quarantine_section(settings: Settings) -> list[str]:
+    if not settings.work_db.exists():
+        return []
+    with duckdb.connect(str(settings.work_db), read_only=True) as con:
+        exists = con.execute("select 1 from information_schema.tables where table_schema = 'raw' "
+                             "and table_name = 'quarantine'").fetchall()
+        if not exists:
+            return []
+        rows = con.execute("select reason, scope, count(*) from raw.quarantine where is_current_export "
+                           "group by all order by 3 desc, 1").fetchall()
+    total = sum(n for _, _, n in rows)
+    lines = [f"\nQuarantine (current exports): {total} unit(s); see marts.quarantine for file, line and column"]
+    lines += [f"  {reason:<22} {scope:<10} {n:>8,}" for reason, scope, n in rows]
+    return lines
