@@ -10,7 +10,7 @@ from pod_pipeline.metadata import markdown_table
 from pod_pipeline.resources import Warehouse
 from pod_pipeline.state import fingerprint, last_published_fingerprint
 
-GROUP = "ingest"
+GROUP = "ingestion"
 LANDING_KEY = dg.AssetKey(["ingest", "landing_batches"])
 RAW_KEYS = {file: dg.AssetKey(["raw", SPECS[file].table]) for file in KNOWN_FILES}
 QUARANTINE_KEY = dg.AssetKey(["raw", "quarantine"])

@@ -1,0 +1,73 @@
+"""The dbt project as Dagster assets: seeds, staging, intermediate and marts, with dbt tests as checks."""
+
+import json
+import os
+import sys
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, dbt_assets
+from dbt.cli.main import dbtRunner
+
+from pod_pipeline.resources import Warehouse
+from pod_pipeline.settings import DBT_PROJECT_DIR
+
+TARGET_DIR = DBT_PROJECT_DIR / "target"
+MANIFEST = TARGET_DIR / "manifest.json"
+# A file under these changes what `dbt parse` writes to the manifest.
+PROJECT_INPUTS = ("models", "seeds", "macros", "tests", "dbt_project.yml", "profiles.yml")
+
+
+def _newest_input() -> float:
+    newest = 0.0
+    for name in PROJECT_INPUTS:
+        path = DBT_PROJECT_DIR / name
+        files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
+        newest = max([newest, *(p.stat().st_mtime for p in files)])
+    return newest
+
+
+def ensure_manifest() -> Path:
+    """Build dbt's manifest when it is missing or older than the project (prepare_if_dev does
+    nothing outside `dagster dev`, and a fresh clone has no target folder)."""
+    if MANIFEST.exists() and MANIFEST.stat().st_mtime >= _newest_input():
+        return MANIFEST
+    os.environ.setdefault("POD_WORK_DB", str(DBT_PROJECT_DIR / "target" / "parse_only.duckdb"))
+    result = dbtRunner().invoke(["parse", "--quiet", "--project-dir", str(DBT_PROJECT_DIR),
+                                 "--profiles-dir", str(DBT_PROJECT_DIR), "--target-path", str(TARGET_DIR)])
+    if not result.success:
+        raise RuntimeError(f"dbt parse failed for {DBT_PROJECT_DIR}: {result.exception}")
+    return MANIFEST
+
+
+class PodDbtTranslator(DagsterDbtTranslator):
+    """Asset keys [schema, name] (sources keep the keys of the ingestion assets); groups by layer."""
+
+    def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
+        if dbt_resource_props["resource_type"] == "seed":
+            return "dbt_seeds"
+        fqn = dbt_resource_props.get("fqn", [])
+        layer = fqn[1] if len(fqn) > 2 else "marts"
+        return f"dbt_{layer}"
+
+
+translator = PodDbtTranslator(settings=DagsterDbtTranslatorSettings(enable_asset_checks=True))
+
+
+@dbt_assets(manifest=ensure_manifest(), dagster_dbt_translator=translator, pool="duckdb_writer")
+def pod_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource,
+                   warehouse: Warehouse) -> Iterator[Any]:
+    """Seeds, staging, intermediate and marts built and tested by `dbt build` (grains in the dbt docs)."""
+    settings = warehouse.settings
+    os.environ.update(settings.dbt_env())
+    invocation = dbt.cli(["build", "--vars", json.dumps(settings.dbt_vars())], context=context,
+                         raise_on_error=True)
+    yield from invocation.stream().fetch_row_counts()
+
+
+def dbt_resource() -> DbtCliResource:
+    # The venv's dbt, found without the venv on PATH (`.venv/bin/pod run` does not activate it).
+    return DbtCliResource(project_dir=str(DBT_PROJECT_DIR), profiles_dir=str(DBT_PROJECT_DIR),
+                          dbt_executable=str(Path(sys.executable).with_name("dbt")))
