@@ -1,0 +1,216 @@
+"""Ingestion against the landing-zone contract: what is loaded, quarantined or rejected, and why."""
+
+import json
+from pathlib import Path
+
+import pytest
+from landing_builder import (
+    KEY,
+    batch,
+    dictionary_rows,
+    honos,
+    ingest,
+    meeting,
+    participant,
+    quarantine,
+    redcap,
+)
+
+from pod_pipeline.identifiers import pseudonym
+from pod_pipeline.ingest import ledger
+from pod_pipeline.ingest.checks import conservation_failures
+from pod_pipeline.ingest.manifest import KNOWN_FILES
+
+E1, E2, E3 = "20250101T060000Z", "20250301T060000Z", "20250201T060000Z"
+NHS_A, NHS_B, NHS_UNKNOWN = "9434765919", "4010232137", "9990000018"
+
+
+def test_register_rules(tmp_path: Path) -> None:
+    rows = [
+        participant("KMPT-0001", nhs_number="943 476 5919"),
+        participant("kmpt-1"),                                                  # line 3
+        participant("KMPT-0003", nhs_number="9434765918"),                      # line 4
+        participant("KMPT-0004", date_of_birth="1990-02-30"),                   # line 5
+        participant("KMPT-0005", gender="M"),                                   # line 6
+        participant("KMPT-0006", arm="CONTROL"),                                # line 7
+        participant("KMPT-0007", withdrawal_date="2024-01-01", withdrawal_type="follow_up"),  # line 8
+        participant("KMPT-0008", withdrawal_type="died"),                       # line 9
+        participant("KMPT-0009", consent_date=""),                              # line 10
+        participant("KMPT-0010"), participant("KMPT-0010"),                     # lines 11, 12
+        participant("KMPT-0012", ethnic_category="Q"),                          # line 13
+    ]
+    batch(tmp_path / "lz", "kmpt", E1, register=rows)
+    con = ingest(tmp_path / "lz", tmp_path / "w.duckdb")
+    assert quarantine(con) == [
+        ("register.csv", 3, "study_id", "invalid_format", "row", None),
+        ("register.csv", 4, "nhs_number", "invalid_nhs_number", "row", None),
+        ("register.csv", 5, "date_of_birth", "invalid_date", "row", None),
+        ("register.csv", 6, "gender", "invalid_code", "row", None),
+        ("register.csv", 7, "arm", "invalid_code", "row", None),
+        ("register.csv", 8, "withdrawal_date", "date_order", "row", None),
+        ("register.csv", 9, "withdrawal_type", "inconsistent_value", "row", None),
+        ("register.csv", 10, "consent_date", "missing_value", "row", None),
+        ("register.csv", 11, "study_id", "duplicate_key", "row", None),
+        ("register.csv", 12, "study_id", "duplicate_key", "row", None),
+        ("register.csv", 13, "ethnic_category", "invalid_code", "row", None),
+    ]
+    assert con.execute("select study_id, age_at_consent, has_nhs_number from raw.register").fetchall() == [
+        ("KMPT-0001", 43, True)]
+    # A date of birth never reaches a detail, even when it is the invalid value.
+    details = " ".join(d for (d,) in con.execute("select detail from audit.quarantine").fetchall())
+    assert "1990-02-30" not in details and "9434765918" not in details
+
+
+def test_redcap_instruments_are_quarantined_alone_and_rows_whole(tmp_path: Path) -> None:
+    register = [participant("KMPT-0001"), participant("KMPT-0002", arm="TAU")]
+    rows = [
+        redcap("KMPT-0001", visit_date="2024-03-02", wemwbs_01="7", wemwbs_02="UNK", wsas_1="x", eq5d5l_mo="2"),
+        redcap("KMPT-0001", "month_3_arm_1", visit_date="2024-02-30"),                      # line 3
+        redcap("KMPT-0009"),                                                               # line 4
+        redcap("KMPT-0002", "baseline_arm_1"),                                             # line 5
+        redcap("KMPT-0002", "week_1_arm_2"),                                               # line 6
+        redcap("KMPT-0001", "month_6_arm_1"), redcap("KMPT-0001", "month_6_arm_1"),        # lines 7, 8
+        redcap("KMPT-0001", redcap_repeat_instrument="carer_questionnaire", redcap_repeat_instance="1",
+               carer_id="C1", carer_relationship="9", cws_wb_01="3"),                      # line 9
+        redcap("KMPT-0001", redcap_repeat_instrument="carer_questionnaire", carer_id="C2"),  # line 10
+        redcap("KMPT-0001", redcap_repeat_instrument="carer_questionnaire", redcap_repeat_instance="2"),  # 11
+        redcap("KMPT-0002", "baseline_arm_2", redcap_data_access_group="other"),           # line 12
+    ]
+    batch(tmp_path / "lz", "kmpt", E1, register=register, redcap_rows=rows, dictionary=dictionary_rows())
+    con = ingest(tmp_path / "lz", tmp_path / "w.duckdb")
+    assert [q for q in quarantine(con) if q[0] == "redcap_records.csv"] == [
+        ("redcap_records.csv", 2, "wemwbs_01", "out_of_range", "instrument", "wemwbs"),
+        ("redcap_records.csv", 2, "wsas_1", "not_a_number", "instrument", "wsas"),
+        ("redcap_records.csv", 3, "visit_date", "invalid_date", "instrument", "visit"),
+        ("redcap_records.csv", 4, "record_id", "unknown_participant", "row", None),
+        ("redcap_records.csv", 5, "redcap_event_name", "arm_mismatch", "row", None),
+        ("redcap_records.csv", 6, "redcap_event_name", "invalid_event", "row", None),
+        ("redcap_records.csv", 7, "record_id", "duplicate_key", "row", None),
+        ("redcap_records.csv", 8, "record_id", "duplicate_key", "row", None),
+        ("redcap_records.csv", 9, "carer_relationship", "out_of_range", "instrument", "carer_questionnaire"),
+        ("redcap_records.csv", 10, "redcap_repeat_instance", "invalid_repeat", "row", None),
+        ("redcap_records.csv", 11, "carer_id", "missing_value", "row", None),
+        ("redcap_records.csv", 12, "redcap_data_access_group", "invalid_code", "row", None),
+    ]
+    loaded = con.execute("select line_number, wemwbs_01, wemwbs_02, wsas_1, eq5d5l_mo, visit_date, "
+                         "quarantined_instruments from raw.redcap_records order by line_number").fetchall()
+    assert loaded == [(2, None, None, None, "2", "2024-03-02", "wemwbs,wsas"),
+                      (3, None, None, None, None, None, "visit"),
+                      (9, None, None, None, None, None, "carer_questionnaire")]
+    assert conservation_failures(con, "redcap_records.csv") == []
+
+
+def test_honos_linking_through_the_keyed_pseudonym(tmp_path: Path) -> None:
+    register = [participant("KMPT-0001", nhs_number="943 476 5919"), participant("KMPT-0002", nhs_number=NHS_B)]
+    rows = [
+        honos("H1", "943 476 5919", "05/03/2024", honos_06="9"),
+        honos("H2", NHS_UNKNOWN),                                               # line 3: unlinked
+        honos("H3", "1234567890"),                                              # line 4: invalid
+        honos("H4", NHS_B, honos_08="0"),                                       # line 5: type given with 0
+        honos("H5", NHS_B, honos_03="5"),                                       # line 6
+        honos("H6", NHS_B, "31/04/2024"),                                       # line 7
+        honos("H7", NHS_B, honos_08="9", honos_08_problem_type=""),
+    ]
+    batch(tmp_path / "lz", "kmpt", E1, register=register, honos_rows=rows)
+    con = ingest(tmp_path / "lz", tmp_path / "w.duckdb")
+    assert [q[1:4] for q in quarantine(con) if q[0] == "honos.csv"] == [
+        (3, "nhs_number", "unlinked"), (4, "nhs_number", "invalid_nhs_number"),
+        (5, "honos_08_problem_type", "inconsistent_value"), (6, "honos_03", "out_of_range"),
+        (7, "assessment_date", "invalid_date")]
+    assert con.execute("select assessment_id, study_id, honos_06 from raw.honos order by 1").fetchall() == [
+        ("H1", "KMPT-0001", "9"), ("H7", "KMPT-0002", "1")]
+    columns = {c for (c,) in con.execute("select column_name from information_schema.columns "
+                                         "where table_schema = 'raw'").fetchall()}
+    assert not columns & {"nhs_number", "date_of_birth"}
+    stored = con.execute("select _pseudonym from restricted.register_history where study_id = 'KMPT-0001'")
+    assert stored.fetchall()[0][0] == pseudonym(NHS_A, KEY)
+
+
+def test_meeting_rules(tmp_path: Path) -> None:
+    register = [participant("KMPT-0001")]
+    rows = [meeting("M1", "KMPT-0001"), meeting("M2", "KMPT-0001", "2023-11-01"),
+            meeting("M3", "KMPT-0099"), meeting("M4", "KMPT-0001", duration_minutes="600"),
+            meeting("M5", "KMPT-0001", key_element_03="3"), meeting("M6", "KMPT-0001", "2023-12-03")]
+    batch(tmp_path / "lz", "kmpt", E1, register=register, meetings=rows)
+    con = ingest(tmp_path / "lz", tmp_path / "w.duckdb")
+    assert [q[1:4] for q in quarantine(con)] == [
+        (3, "meeting_date", "date_order"), (4, "study_id", "unknown_participant"),
+        (5, "duration_minutes", "out_of_range"), (6, "key_element_03", "invalid_code")]
+    # 2023-12-03 is exactly 89 days before consent: inside the allowed 90.
+    assert con.execute("select meeting_id from raw.network_meetings order by 1").fetchall() == [("M1",), ("M6",)]
+
+
+def test_batches_are_verified_and_rejected_whole(tmp_path: Path) -> None:
+    root = tmp_path / "lz"
+    good = batch(root, "kmpt", E1, register=[participant("KMPT-0001")])
+    (good / "notes.txt").write_text("not listed")
+    tampered = batch(root, "kmpt", E2, register=[participant("KMPT-0001"), participant("KMPT-0002")])
+    (tampered / "register.csv").write_text((tampered / "register.csv").read_text() + "KMPT-0003,,,,,,,,,\n")
+    moved = batch(root, "kmpt", E3, register=[participant("KMPT-0001")])
+    manifest = json.loads((moved / "manifest.json").read_text())
+    (moved / "manifest.json").write_text(json.dumps(manifest | {"site": "slam"}))
+    batch(root, "kmpt", "20250401T060000Z", register=[participant("KMPT-0004")], seal=False)
+    con = ingest(root, tmp_path / "w.duckdb")
+    assert [q[:4] for q in quarantine(con)] == [("manifest.json", None, None, "manifest_mismatch"),
+                                               ("register.csv", None, None, "checksum_mismatch")]
+    statuses = con.execute("select export_id, file, status from audit.load_ledger order by entry_id").fetchall()
+    assert (E1, "notes.txt", "ignored") in statuses
+    assert not any(e == "20250401T060000Z" for e, _, _ in statuses)  # unsealed: waited for, not an error
+    assert con.execute("select study_id from raw.register").fetchall() == [("KMPT-0001",)]
+
+
+def test_later_batch_correction_wins_and_history_keeps_both(tmp_path: Path) -> None:
+    root = tmp_path / "lz"
+    register = [participant("KMPT-0001")]
+    batch(root, "kmpt", E1, register=register, redcap_rows=[redcap("KMPT-0001", wemwbs_01="2")])
+    batch(root, "kmpt", E2, redcap_rows=[redcap("KMPT-0001", wemwbs_01="4")])
+    con = ingest(root, tmp_path / "w.duckdb")
+    assert con.execute("select wemwbs_01, export_id from raw.redcap_records").fetchall() == [("4", E2)]
+    assert con.execute("select wemwbs_01, _export_id from restricted.redcap_records_history order by 2"
+                       ).fetchall() == [("2", E1), ("4", E2)]
+    # The register was left out of the second batch: the first one stands and links it.
+    assert con.execute("select export_id from raw.register").fetchall() == [(E1,)]
+    # An older batch arriving late goes to history but does not replace the current truth.
+    batch(root, "kmpt", E3, register=register, redcap_rows=[redcap("KMPT-0001", wemwbs_01="1")])
+    con.close()
+    con = ingest(root, tmp_path / "w.duckdb")
+    assert con.execute("select wemwbs_01 from raw.redcap_records").fetchall() == [("4",)]
+    assert con.execute("select count(*) from restricted.redcap_records_history").fetchall() == [(3,)]
+
+
+def test_loading_twice_changes_nothing(tmp_path: Path) -> None:
+    root = tmp_path / "lz"
+    batch(root, "kmpt", E1, register=[participant("KMPT-0001")], redcap_rows=[redcap("KMPT-0001")])
+    ingest(root, tmp_path / "w.duckdb").close()
+    con = ingest(root, tmp_path / "w.duckdb")
+    assert con.execute("select count(*) from audit.load_ledger").fetchall() == [(3,)]
+    assert con.execute("select count(*) from restricted.redcap_records_history").fetchall() == [(1,)]
+    assert ledger.verify(con) == []
+    for file in KNOWN_FILES:
+        assert conservation_failures(con, file) == []
+
+
+def test_a_changed_loaded_batch_is_refused_and_the_ledger_chain_detects_tampering(tmp_path: Path) -> None:
+    root = tmp_path / "lz"
+    folder = batch(root, "kmpt", E1, register=[participant("KMPT-0001")])
+    ingest(root, tmp_path / "w.duckdb").close()
+    (folder / "register.csv").write_text((folder / "register.csv").read_text().replace("1980", "1981"))
+    from pod_pipeline.ingest.manifest import seal_batch
+
+    seal_batch(folder)
+    con = ingest(root, tmp_path / "w.duckdb")
+    assert con.execute("select status from audit.load_ledger where file = 'manifest.json' order by entry_id"
+                       ).fetchall() == [("accepted",), ("rejected",)]
+    assert con.execute("select count(*) from restricted.register_history").fetchall() == [(1,)]
+    con.execute("update audit.load_ledger set rows_loaded = 99 where file = 'register.csv'")
+    assert ledger.verify(con) == ["entry 2 (kmpt/20250101T060000Z/register.csv) was altered after it was written"]
+
+
+@pytest.mark.parametrize("flagged", [("carer_id",)])
+def test_fields_the_dictionary_flags_as_identifiers_stay_restricted(tmp_path: Path, flagged: tuple) -> None:
+    rows = [redcap("KMPT-0001", redcap_repeat_instrument="carer_questionnaire", redcap_repeat_instance="1",
+                   carer_id="Jane Doe", cws_wb_01="3")]
+    batch(tmp_path / "lz", "kmpt", E1, register=[participant("KMPT-0001")], redcap_rows=rows,
+          dictionary=dictionary_rows(flagged))
+    con = ingest(tmp_path / "lz", tmp_path / "w.duckdb")
+    assert con.execute("select carer_id, cws_wb_01 from raw.redcap_records").fetchall() == [(None, "3")]
