@@ -66,14 +66,14 @@ def test_blank_lines_are_not_records(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("content", "reason", "line", "column"),
     [
-        (b"a,b\n1,2\n", "missing_column", 1, "c"),
-        (b"a,b,c,a\n1,2,3,4\n", "duplicate_column", 1, "a"),
-        (b"", "empty_file", 1, None),
+        (b"a,b\n1,2\n", "missing_column", None, "c"),
+        (b"a,b,c,a\n1,2,3,4\n", "duplicate_column", None, "a"),
+        (b"", "empty_file", None, None),
         (b"a,b,c\n1,2,3\n4,\xff,6\n", "not_utf8", 3, None),
         (b"a,b,c\n1,2,3\n4,5,\xe2\x82", "not_utf8", 3, None),
     ],
 )
-def test_file_level_faults_reject_the_whole_file(tmp_path: Path, content: bytes, reason: str, line: int,
+def test_file_level_faults_reject_the_whole_file(tmp_path: Path, content: bytes, reason: str, line: int | None,
                                                  column: str | None) -> None:
     with pytest.raises(FileRejected) as raised:
         stage(tmp_path, content)

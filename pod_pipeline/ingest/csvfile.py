@@ -115,21 +115,21 @@ def read_header(path: Path, required: list[str]) -> tuple[list[str], list[str]]:
         try:
             header = next(reader)
         except StopIteration:
-            raise FileRejected("empty_file", f"{path}: the file is empty (no header row)", line=1) from None
+            raise FileRejected("empty_file", f"{path}: the file is empty (no header row)") from None
         except csv.Error as exc:
-            raise FileRejected("empty_file", f"{path}: header row unreadable: {exc}", line=1) from exc
+            raise FileRejected("empty_file", f"{path}: header row unreadable: {exc}") from exc
     if not header or header == [""]:
-        raise FileRejected("empty_file", f"{path}: the header row is blank", line=1)
+        raise FileRejected("empty_file", f"{path}: the header row is blank")
     seen: set[str] = set()
     for name in header:
         if name in seen:
             raise FileRejected("duplicate_column", f"{path}: column {name!r} appears twice in the header",
-                               line=1, column=name)
+                               column=name)
         seen.add(name)
     for name in required:
         if name not in seen:
             raise FileRejected("missing_column", f"{path}: required column {name!r} is missing",
-                               line=1, column=name)
+                               column=name)
     return header, [name for name in header if name not in set(required)]
 
 
