@@ -1,0 +1,125 @@
+"""The whole pipeline in-process on a `pod synth --messy` zone, checked against what was planted."""
+
+import collections
+import json
+import re
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from pod_pipeline.identifiers import nhs_number_is_valid
+from pod_pipeline.ingest.checks import conservation_failures
+from pod_pipeline.ingest.manifest import KNOWN_FILES
+from pod_pipeline.runner import execute
+from pod_pipeline.synth import generate
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def messy(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """One messy zone, run twice through the real job; every test reads the result."""
+    root = tmp_path_factory.mktemp("e2e")
+    zone = root / "landing"
+    generate(zone, sites=2, participants_per_site=30, seed=7, batches=3, messy=True, preset=None)
+    env = {"POD_LANDING_DIR": str(zone), "POD_DATA_DIR": str(root / "data"),
+           "POD_REFERENCE_DATE": "2026-11-25", "DAGSTER_HOME": str(root / "data" / "dagster_home")}
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in env.items():
+            patch.setenv(name, value)
+        for name in ("POD_WAREHOUSE_DIR", "POD_PSEUDONYM_KEY", "POD_ENV"):
+            patch.delenv(name, raising=False)
+        first = execute()
+        work = root / "data" / "warehouse" / "pod_work.duckdb"
+        with duckdb.connect(str(work), read_only=True) as con:
+            snapshot = _table_digests(con)
+        second = execute()
+    planted = json.loads((zone / "planted.json").read_text())
+    return {"first": first, "second": second, "work": work, "planted": planted, "snapshot": snapshot}
+
+
+def _table_digests(con: duckdb.DuckDBPyConnection) -> dict[str, tuple]:
+    tables = con.execute("select table_schema, table_name from information_schema.tables "
+                         "where table_type = 'BASE TABLE' and table_schema not in ('audit')").fetchall()
+    digests = {}
+    for schema, table in tables:
+        columns = [c for (c,) in con.execute(
+            "select column_name from information_schema.columns where table_schema = $s and table_name = $t "
+            "and column_name not in ('loaded_at', '_loaded_at', 'quarantined_at')",
+            {"s": schema, "t": table}).fetchall()]
+        row = ", ".join(f'"{c}"' for c in columns)
+        digests[f"{schema}.{table}"] = con.execute(
+            f'select count(*), sum(hash({row})) from "{schema}"."{table}"').fetchall()[0]
+    return digests
+
+
+def test_runs_succeed(messy: dict) -> None:
+    assert messy["first"].success and messy["second"].success
+
+
+def test_quarantine_is_exactly_what_was_planted(messy: dict) -> None:
+    with duckdb.connect(str(messy["work"]), read_only=True) as con:
+        got = con.execute('select site, export_id, file, line, "column", reason, scope from raw.quarantine'
+                          ).fetchall()
+    expected = [tuple(q[k] for k in ("site", "export_id", "file", "line", "column", "reason", "scope"))
+                for q in messy["planted"]["quarantine"]]
+    assert collections.Counter(r[5] for r in got) == collections.Counter(r[5] for r in expected)
+    assert sorted(got, key=str) == sorted(expected, key=str)
+
+
+def test_every_file_conserves_its_rows(messy: dict) -> None:
+    with duckdb.connect(str(messy["work"]), read_only=True) as con:
+        for file in KNOWN_FILES:
+            assert conservation_failures(con, file) == [], file
+
+
+def test_second_run_changes_nothing(messy: dict) -> None:
+    with duckdb.connect(str(messy["work"]), read_only=True) as con:
+        assert _table_digests(con) == messy["snapshot"]
+        assert con.execute("select count(*) from audit.load_ledger where run_id = $r",
+                           {"r": messy["second"].run_id}).fetchall() == [(0,)]
+
+
+def test_later_correction_wins_and_history_keeps_both(messy: dict) -> None:
+    corrections = [e for e in messy["planted"]["expect"] if e["kind"] == "corrected_value"]
+    assert corrections
+    tables = {"redcap_records.csv": "redcap_records", "honos.csv": "honos", "register.csv": "register",
+              "network_meetings.csv": "network_meetings"}
+    with duckdb.connect(str(messy["work"]), read_only=True) as con:
+        for note in corrections:
+            table, column = tables[note["file"]], note["column"]
+            where = " and ".join(f'"{k}" = ${k}' for k in note["key"])
+            if table == "redcap_records" and "redcap_repeat_instrument" not in note["key"]:
+                where += " and redcap_repeat_instrument is null"
+            current = con.execute(f'select "{column}" from raw.{table} where {where} and site = $site',
+                                  {**note["key"], "site": note["site"]}).fetchall()
+            assert current == [(note["corrected_value"],)], note
+            history = con.execute(
+                f'select _export_id, "{column}" from restricted.{table}_history where {where} '
+                "and _site = $site and _status = 'loaded' order by 1",
+                {**note["key"], "site": note["site"]}).fetchall()
+            assert (note["earlier_export_id"], note["earlier_value"]) in history
+            assert (note["export_id"], note["corrected_value"]) in history
+
+
+NHS_LIKE = re.compile(r"(?<!\d)(\d{3} ?\d{3} ?\d{4})(?!\d)")
+
+
+def test_no_nhs_number_or_date_of_birth_outside_the_restricted_schema(messy: dict) -> None:
+    with duckdb.connect(str(messy["work"]), read_only=True) as con:
+        births = {d for (d,) in con.execute("select date_of_birth from restricted.register_history "
+                                            "where date_of_birth is not null").fetchall()}
+        columns = con.execute("select table_schema, table_name, column_name from information_schema.columns "
+                              "where table_schema not in ('restricted') and data_type in ('VARCHAR', 'DATE')"
+                              ).fetchall()
+        leaks = []
+        for schema, table, column in columns:
+            values = con.execute(f'select distinct cast("{column}" as varchar) from "{schema}"."{table}" '
+                                 f'where "{column}" is not null').fetchall()
+            for (value,) in values:
+                numbers = [m for m in NHS_LIKE.findall(value) if nhs_number_is_valid(m)]
+                if numbers or value in births:
+                    leaks.append((schema, table, column))
+                    break
+    assert leaks == []
