@@ -9,6 +9,9 @@ import hmac
 import re
 
 _NHS_SHAPE = re.compile(r"^[0-9]{10}$")
+# Ten digits, optionally spaced 3-3-4, standing alone: not part of a longer run of letters or digits
+# (so a hex digest or a longer number is not read as an NHS number).
+NHS_NUMBER_IN_TEXT = re.compile(r"(?<![0-9A-Za-z])([0-9]{3} ?[0-9]{3} ?[0-9]{4})(?![0-9A-Za-z])")
 # The weights of the NHS modulus-11 check: 10 for the first digit down to 2 for the ninth.
 _WEIGHTS = tuple(range(10, 1, -1))
 
@@ -29,6 +32,11 @@ def nhs_number_is_valid(value: str) -> bool:
         check = 0
     # A check digit of 10 means no valid number has these first nine digits.
     return check != 10 and check == int(digits[9])
+
+
+def find_nhs_numbers(text: str) -> list[str]:
+    """The valid NHS numbers standing in a piece of text (for the identifier scans)."""
+    return [m for m in NHS_NUMBER_IN_TEXT.findall(text) if nhs_number_is_valid(m)]
 
 
 def pseudonym(nhs_number: str, key: str) -> str:

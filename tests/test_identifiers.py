@@ -4,6 +4,7 @@ import duckdb
 import pytest
 
 from pod_pipeline.identifiers import (
+    find_nhs_numbers,
     hmac_pads,
     nhs_number_is_valid,
     pseudonym,
@@ -59,3 +60,8 @@ def test_long_keys_are_hashed_first_as_rfc_2104_says() -> None:
     value = con.execute(f"select {sql_pseudonym(repr('4010232137'))}",
                         {"inner_pad": inner, "outer_pad": outer}).fetchall()[0][0]
     assert value == pseudonym("4010232137", key)
+
+
+def test_numbers_are_found_in_text_but_not_inside_digests_or_longer_numbers() -> None:
+    assert find_nhs_numbers("patient 943 476 5919, alt 4010232137.") == ["943 476 5919", "4010232137"]
+    assert find_nhs_numbers("sha 9434765919ab and id 194347659190 and 9434765918") == []
