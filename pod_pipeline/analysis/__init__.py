@@ -1,0 +1,17 @@
+"""Analysis: outcome and cost-effectiveness summaries, figures and the study report."""
+
+from pod_pipeline.analysis.assets import (
+    cost_effectiveness,
+    outcome_summary,
+    study_figures,
+    study_report,
+    study_report_external,
+)
+
+analysis_assets = [
+    outcome_summary,
+    cost_effectiveness,
+    study_figures,
+    study_report,
+    study_report_external,
+]

@@ -29,8 +29,8 @@ select
     arm,
     coalesce('cluster:' || cluster_id, 'participant:' || participant_id) as unit,
     count(*) as size,
-    sum(total_cost) as cost,
-    sum(qaly) as qaly,
+    sum(cast(total_cost as double)) as cost,
+    sum(cast(qaly as double)) as qaly,
     bool_or(cluster_id is not null) as is_cluster
 from marts.cost_effectiveness
 where coalesce(has_complete_qaly and has_complete_cost, false)
@@ -83,7 +83,6 @@ class CostEffectiveness:
     summary: pd.DataFrame
     acceptability: pd.DataFrame
     replicates: pd.DataFrame
-    resampling_unit: str
     single_arm_reason: str | None
 
 
@@ -135,14 +134,17 @@ def _resample(arm: ArmUnits, count: int, rng: np.random.Generator) -> np.ndarray
     units = len(arm.size)
     per_chunk = max(1, CHUNK_ELEMENTS // units)
     equal_sizes = bool(np.all(arm.size == arm.size[0]))
+    # Cost and QALY packed as one complex number: one gather per draw instead of two, which
+    # halves the time of the bootstrap without clusters (the memory-bound part).
+    packed = arm.cost + 1j * arm.qaly
     out = np.empty((count, 2))
     for start in range(0, count, per_chunk):
         stop = min(start + per_chunk, count)
         index = rng.integers(0, units, size=(stop - start, units), dtype=np.int32)
-        # Mean of the resampled participants: sum over drawn units / participants drawn.
+        # Mean of the resampled participants: sums over the drawn units / participants drawn.
         size = arm.n if equal_sizes else np.take(arm.size, index).sum(axis=1)
-        out[start:stop, 0] = np.take(arm.cost, index).sum(axis=1) / size
-        out[start:stop, 1] = np.take(arm.qaly, index).sum(axis=1) / size
+        sums = np.take(packed, index).sum(axis=1) / size
+        out[start:stop, 0], out[start:stop, 1] = sums.real, sums.imag
     return out
 
 
@@ -166,13 +168,13 @@ def _arm_row(arm: ArmUnits, draws: np.ndarray) -> dict[str, object]:
     }
 
 
-def incremental_row(rows: dict[str, dict], draws: dict[str, np.ndarray]) -> dict[str, object]:
+def incremental_row(
+    rows: dict[str, dict], draw_cost: np.ndarray, draw_qaly: np.ndarray
+) -> dict[str, object]:
     """POD − TAU: incremental cost and QALY, ICER, INMB and probability cost-effective."""
     pod, tau = rows[INTERVENTION], rows[COMPARATOR]
     d_cost = float(pod["mean_cost"] - tau["mean_cost"])
     d_qaly = float(pod["mean_qaly"] - tau["mean_qaly"])
-    draw_cost = draws[INTERVENTION][:, 0] - draws[COMPARATOR][:, 0]
-    draw_qaly = draws[INTERVENTION][:, 1] - draws[COMPARATOR][:, 1]
     row: dict[str, object] = {
         "arm": INCREMENTAL,
         "n": pod["n"] + tau["n"],
@@ -181,6 +183,7 @@ def incremental_row(rows: dict[str, dict], draws: dict[str, np.ndarray]) -> dict
         "incremental_cost": d_cost,
         "incremental_qaly": d_qaly,
         "icer": d_cost / d_qaly if d_qaly != 0 else np.nan,
+        "icer_quadrant": quadrant(d_cost, d_qaly),
     }
     row["incremental_cost_ci95_low"], row["incremental_cost_ci95_high"] = _interval(draw_cost)
     row["incremental_qaly_ci95_low"], row["incremental_qaly_ci95_high"] = _interval(draw_qaly)
@@ -192,6 +195,19 @@ def incremental_row(rows: dict[str, dict], draws: dict[str, np.ndarray]) -> dict
             draw_cost, draw_qaly, np.array([threshold])
         )[0]
     return row
+
+
+def quadrant(d_cost: float, d_qaly: float) -> str:
+    """Where POD − TAU falls on the plane; a negative ICER alone does not say which way."""
+    if d_qaly > 0 and d_cost <= 0:
+        return "dominant: less costly, more effective"
+    if d_qaly > 0:
+        return "more costly, more effective"
+    if d_qaly < 0 and d_cost >= 0:
+        return "dominated: more costly, less effective"
+    if d_qaly < 0:
+        return "less costly, less effective"
+    return "no QALY difference"
 
 
 def probability_cost_effective(
@@ -229,31 +245,29 @@ def analyse(inputs: CostInputs, replicates: int, seed: int) -> CostEffectiveness
     acceptability = pd.DataFrame({"threshold": pd.Series(dtype="int64"),
                                   "prob_cost_effective": pd.Series(dtype="float64")})
     if reason is None:
-        rows[INCREMENTAL] = incremental_row(rows, draws)
+        # Replicate by replicate, POD − TAU: the arms are resampled independently.
+        draw_cost, draw_qaly = (draws[INTERVENTION] - draws[COMPARATOR]).T
+        rows[INCREMENTAL] = incremental_row(rows, draw_cost, draw_qaly)
         acceptability = pd.DataFrame({
             "threshold": CEAC_THRESHOLDS,
             "prob_cost_effective": probability_cost_effective(
-                draws[INTERVENTION][:, 0] - draws[COMPARATOR][:, 0],
-                draws[INTERVENTION][:, 1] - draws[COMPARATOR][:, 1],
-                CEAC_THRESHOLDS.astype(float),
+                draw_cost, draw_qaly, CEAC_THRESHOLDS.astype(float)
             ),
         })
-    summary = pd.DataFrame(list(rows.values())).reindex(columns=SUMMARY_COLUMNS)
-    summary = summary.assign(
+    summary = pd.DataFrame(list(rows.values())).reindex(columns=SUMMARY_COLUMNS).assign(
         value_set=inputs.value_set, price_year=inputs.price_year,
-        replicates=replicates, seed=seed, resampling_unit=inputs.resampling_unit,
+        replicates=replicates, seed=seed, resampling_unit=inputs.resampling_unit, note=reason,
     )
-    replicate_frame = pd.concat(
-        [
-            pd.DataFrame({"replicate": np.arange(1, replicates + 1), "arm": arm,
-                          "mean_cost": values[:, 0], "mean_qaly": values[:, 1]})
-            for arm, values in draws.items()
-        ],
-        ignore_index=True,
-    )
-    return CostEffectiveness(
-        summary, acceptability, replicate_frame, inputs.resampling_unit, reason
-    )
+    floats = dict.fromkeys(SUMMARY_COLUMNS[4:], "float64")
+    summary = summary.astype(floats | SUMMARY_TYPES)
+    stacked = np.vstack([np.empty((0, 2)), *draws.values()])
+    replicate_frame = pd.DataFrame({
+        "replicate": np.tile(np.arange(1, replicates + 1), len(draws)),
+        "arm": pd.Series(np.repeat(list(draws), replicates), dtype="string"),
+        "mean_cost": stacked[:, 0],
+        "mean_qaly": stacked[:, 1],
+    })
+    return CostEffectiveness(summary, acceptability, replicate_frame, reason)
 
 
 SUMMARY_COLUMNS = [
@@ -262,7 +276,12 @@ SUMMARY_COLUMNS = [
     "mean_qaly", "mean_qaly_ci95_low", "mean_qaly_ci95_high",
     "incremental_cost", "incremental_cost_ci95_low", "incremental_cost_ci95_high",
     "incremental_qaly", "incremental_qaly_ci95_low", "incremental_qaly_ci95_high",
-    "icer", "inmb_20k", "inmb_20k_ci95_low", "inmb_20k_ci95_high",
+    "icer", "icer_quadrant", "inmb_20k", "inmb_20k_ci95_low", "inmb_20k_ci95_high",
     "inmb_30k", "inmb_30k_ci95_low", "inmb_30k_ci95_high",
     "prob_cost_effective_20k", "prob_cost_effective_30k",
 ]
+SUMMARY_TYPES = {
+    "arm": "string", "n": "int64", "n_excluded_incomplete": "int64", "n_resampling_units": "int64",
+    "value_set": "string", "price_year": "string", "replicates": "int64", "seed": "int64",
+    "resampling_unit": "string", "note": "string", "icer_quadrant": "string",
+}

@@ -17,6 +17,8 @@ from pod_pipeline.analysis.tables import BASELINE, sort_timepoints
 # The carer questionnaire's scores are contract columns of marts.carer_timepoints.
 CARER_PARAMETERS = ("cws_wellbeing_score", "cws_support_score")
 GROUP = ["respondent", "arm", "parameter", "timepoint"]
+PAIRED_COLUMNS = ["mean_change", "sd_change", "change_ci95_low", "change_ci95_high",
+                  "p_value_paired_t", "p_value_wilcoxon", "effect_size_dz"]
 
 NOTE_NO_BASELINE = "no baseline measurement for this parameter: no paired change"
 NOTE_NO_PAIRS = "no participant with both a baseline and this timepoint"
@@ -31,15 +33,18 @@ with carer_long as (
     into name parameter value value
 )
 select
-    'service_user' as respondent, arm, parameter, timepoint, value,
-    case when not is_baseline then change_from_baseline end as change,
+    'service_user' as respondent, arm, parameter, timepoint,
+    cast(value as double) as value,
+    cast(case when not is_baseline then change_from_baseline end as double) as change,
     is_meaningful_improvement
 from marts.outcome_scores
 where is_analysis_record
 union all
 select
-    'carer' as respondent, participants.arm, carer.parameter, carer.timepoint, carer.value,
-    case when carer.timepoint <> '{BASELINE}' then carer.value - baseline.value end as change,
+    'carer' as respondent, participants.arm, carer.parameter, carer.timepoint,
+    cast(carer.value as double) as value,
+    cast(case when carer.timepoint <> '{BASELINE}' then carer.value - baseline.value end
+        as double) as change,
     cast(null as boolean) as is_meaningful_improvement
 from carer_long as carer
 inner join marts.participants as participants using (participant_id)
@@ -74,10 +79,7 @@ where respondent = ? and arm = ? and parameter = ? and timepoint = ? and change 
 
 def paired_statistics(changes: np.ndarray) -> dict[str, float | None]:
     """Mean change, its 95% t interval, paired t and Wilcoxon signed-rank p, and Cohen's dz."""
-    result: dict[str, float | None] = dict.fromkeys(
-        ["mean_change", "sd_change", "change_ci95_low", "change_ci95_high",
-         "p_value_paired_t", "p_value_wilcoxon", "effect_size_dz"]
-    )
+    result: dict[str, float | None] = dict.fromkeys(PAIRED_COLUMNS)
     if len(changes) == 0:
         return result
     result["mean_change"] = float(np.mean(changes))
@@ -92,7 +94,8 @@ def paired_statistics(changes: np.ndarray) -> dict[str, float | None]:
         interval = ttest.confidence_interval(0.95)
         if np.any(changes != 0):
             result["p_value_wilcoxon"] = float(stats.wilcoxon(changes).pvalue)
-    result["change_ci95_low"], result["change_ci95_high"] = float(interval.low), float(interval.high)
+    result["change_ci95_low"] = float(interval.low)
+    result["change_ci95_high"] = float(interval.high)
     if sd > 0:
         result["p_value_paired_t"] = float(ttest.pvalue)
         result["effect_size_dz"] = result["mean_change"] / sd
@@ -124,8 +127,11 @@ def summarise_outcomes(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     """Outcome summary, one row per respondent's parameter × arm × timepoint (analysis records)."""
     con.execute(RECORDS_SQL)
     levels = con.execute(LEVELS_SQL).df()
-    quartiles = pd.DataFrame(levels.pop("quartiles").tolist(), columns=["q1", "median", "q3"])
-    levels = pd.concat([levels, quartiles.astype(float)], axis=1)
+    quartiles = pd.DataFrame(
+        [q if q is not None else [np.nan] * 3 for q in levels.pop("quartiles")],
+        columns=["q1", "median", "q3"], dtype=float,
+    )
+    levels = pd.concat([levels, quartiles], axis=1)
     levels["mean_ci95_low"], levels["mean_ci95_high"] = mean_interval(
         levels["n"], levels["mean"], levels["sd"]
     )
@@ -136,14 +142,20 @@ def summarise_outcomes(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
             levels[GROUP].itertuples(index=False, name=None), levels["n_paired"], strict=True
         )
     ]
-    summary = pd.concat([levels, pd.DataFrame(paired, index=levels.index, dtype=float)], axis=1)
+    paired_frame = pd.DataFrame(paired, index=levels.index, columns=PAIRED_COLUMNS, dtype=float)
+    summary = pd.concat([levels, paired_frame], axis=1)
     with_baseline = set(
         summary.loc[summary["timepoint"] == BASELINE, ["respondent", "parameter"]]
         .itertuples(index=False, name=None)
     )
-    summary["note"] = summary.apply(_note, axis=1, args=(with_baseline,)).astype("string")
+    summary["note"] = pd.Series(
+        [_note(row, with_baseline) for _, row in summary.iterrows()], index=summary.index,
+        dtype="string",
+    )
     summary = sort_timepoints(summary, ["respondent", "parameter", "arm"])
-    return summary[OUTCOME_SUMMARY_COLUMNS].reset_index(drop=True)
+    return summary[OUTCOME_SUMMARY_COLUMNS].astype(dict.fromkeys(GROUP, "string")).reset_index(
+        drop=True
+    )
 
 
 OUTCOME_SUMMARY_COLUMNS = [

@@ -1,0 +1,221 @@
+"""Dagster assets of the analysis: outcome and cost-effectiveness summaries, figures and reports."""
+
+import base64
+import datetime as dt
+import time
+from collections.abc import Iterator
+
+import dagster as dg
+import pandas as pd
+
+from pod_pipeline import __version__
+from pod_pipeline.analysis import disclosure, economics, figures, report, stats, tables
+from pod_pipeline.metadata import markdown_table
+from pod_pipeline.resources import Warehouse
+
+GROUP = "analysis"
+# Every asset here opens the working database, which one process at a time may hold.
+POOL = "duckdb_writer"
+OUTCOME_SUMMARY = dg.AssetKey(["marts", "outcome_summary"])
+CE_SUMMARY = dg.AssetKey(["marts", "cost_effectiveness_summary"])
+CE_ACCEPTABILITY = dg.AssetKey(["marts", "cost_effectiveness_acceptability"])
+CE_REPLICATES = dg.AssetKey(["analysis", "cost_effectiveness_replicates"])
+FIGURES = dg.AssetKey(["analysis", "figures"])
+FIGURE_SOURCES = [
+    OUTCOME_SUMMARY, CE_SUMMARY, CE_ACCEPTABILITY, CE_REPLICATES,
+    dg.AssetKey(["marts", "participant_flow"]), dg.AssetKey(["marts", "completeness"]),
+]
+REPORT_SOURCES = [*FIGURE_SOURCES, dg.AssetKey(["raw", "load_ledger"])]
+CE_INPUT = [dg.AssetKey(["marts", "cost_effectiveness"])]
+
+
+def _preview(frame: pd.DataFrame, limit: int) -> dg.MetadataValue:
+    """A markdown preview of a small frame for the asset's page."""
+    columns = [str(column) for column in frame.columns]
+    return dg.MetadataValue.md(markdown_table(columns, frame.to_numpy().tolist(), limit))
+
+
+@dg.asset(
+    key=OUTCOME_SUMMARY,
+    group_name=GROUP,
+    pool=POOL,
+    kinds={"python", "duckdb"},
+    deps=[dg.AssetKey(["marts", name])
+          for name in ("outcome_scores", "carer_timepoints", "participants")],
+)
+def outcome_summary(warehouse: Warehouse) -> dg.MaterializeResult:
+    """Outcome summary: one row per arm × parameter × timepoint, levels and paired change."""
+    started = time.perf_counter()
+    with warehouse.connect() as con:
+        summary = stats.summarise_outcomes(con)
+        tables.replace_table(con, "marts.outcome_summary", summary)
+    without_baseline = summary.loc[summary["note"] == stats.NOTE_NO_BASELINE, "parameter"]
+    follow_up = summary[summary["timepoint"] != "baseline"]
+    preview = follow_up[["parameter", "timepoint", "arm", "n", "mean", "n_paired", "mean_change",
+                         "p_value_paired_t", "p_value_wilcoxon", "effect_size_dz"]]
+    return dg.MaterializeResult(metadata={
+        "dagster/row_count": len(summary),
+        "parameters": dg.MetadataValue.text(", ".join(sorted(summary["parameter"].unique()))),
+        "arms": dg.MetadataValue.text(", ".join(sorted(summary["arm"].unique()))),
+        "parameters_without_baseline": dg.MetadataValue.text(
+            ", ".join(sorted(without_baseline.unique())) or "none"
+        ),
+        "records_summarised": int(summary["n"].sum()),
+        "paired_changes_tested": int(follow_up["n_paired"].sum()),
+        "seconds": round(time.perf_counter() - started, 2),
+        "preview": _preview(preview, limit=40),
+    })
+
+
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec(CE_SUMMARY, description="Cost-effectiveness summary: one row per arm, plus "
+                     "`incremental` (POD − TAU) when two arms exist.", kinds={"python", "duckdb"},
+                     deps=CE_INPUT),
+        dg.AssetSpec(CE_ACCEPTABILITY, description="Acceptability curve: one row per "
+                     "willingness-to-pay threshold, £0 to £50,000 in £1,000 steps (two arms only).",
+                     kinds={"python", "duckdb"}, deps=CE_INPUT),
+        dg.AssetSpec(CE_REPLICATES, description="Bootstrap replicates: one row per replicate × "
+                     "arm (mean cost and QALY), for the plane and for audit.", kinds={"duckdb"},
+                     deps=CE_INPUT),
+    ],
+    group_name=GROUP,
+    pool=POOL,
+)
+def cost_effectiveness(warehouse: Warehouse) -> Iterator[dg.MaterializeResult]:
+    """Cost-effectiveness from a seeded bootstrap: summary per arm, acceptability, replicates."""
+    settings = warehouse.settings
+    started = time.perf_counter()
+    with warehouse.connect() as con:
+        inputs = economics.load_inputs(con)
+        result = economics.analyse(inputs, settings.bootstrap_replicates, settings.bootstrap_seed)
+        # The three tables come from one bootstrap: replace them together or not at all.
+        con.execute("begin transaction")
+        tables.replace_table(con, "marts.cost_effectiveness_summary", result.summary)
+        tables.replace_table(con, "marts.cost_effectiveness_acceptability", result.acceptability)
+        tables.replace_table(con, "analysis.cost_effectiveness_replicates", result.replicates)
+        con.execute("commit")
+    bootstrap = {
+        "replicates": settings.bootstrap_replicates,
+        "seed": settings.bootstrap_seed,
+        "resampling_unit": inputs.resampling_unit,
+        "complete_cases_used": sum(arm.n for arm in inputs.arms),
+        "excluded_incomplete": sum(arm.n_excluded_incomplete for arm in inputs.arms),
+        "value_set": str(inputs.value_set),
+        "price_year": str(inputs.price_year),
+        "seconds": round(time.perf_counter() - started, 2),
+    }
+    if inputs.value_set != settings.value_set or inputs.price_year != settings.price_year:
+        bootstrap["warning"] = (
+            f"marts.cost_effectiveness uses {inputs.value_set} / {inputs.price_year}; the settings "
+            f"say {settings.value_set} / {settings.price_year}: is the mart stale?"
+        )
+    reason = {"incremental_analysis": result.single_arm_reason or "POD − TAU"}
+    yield dg.MaterializeResult(asset_key=CE_SUMMARY, metadata={
+        "dagster/row_count": len(result.summary), **bootstrap, **reason,
+        "preview": _preview(result.summary.set_index("arm").T.reset_index(names="column"), 40),
+    })
+    yield dg.MaterializeResult(asset_key=CE_ACCEPTABILITY, metadata={
+        "dagster/row_count": len(result.acceptability), **reason,
+        "preview": _preview(result.acceptability.iloc[::5], limit=11),
+    })
+    yield dg.MaterializeResult(asset_key=CE_REPLICATES, metadata={
+        "dagster/row_count": len(result.replicates), "seed": settings.bootstrap_seed,
+    })
+
+
+@dg.asset(key=FIGURES, group_name=GROUP, pool=POOL, kinds={"python"}, deps=FIGURE_SOURCES)
+def study_figures(warehouse: Warehouse) -> dg.MaterializeResult:
+    """The study's figures: one PNG per figure in <warehouse>/figures/, redrawn every run."""
+    folder = warehouse.settings.warehouse_dir / "figures"
+    folder.mkdir(parents=True, exist_ok=True)
+    with warehouse.connect(read_only=True) as con:
+        study = tables.load_tables(con)
+    drawn = figures.draw_figures(study)
+    for stale in folder.glob("*.png"):
+        if stale.stem not in drawn:
+            stale.unlink()
+    metadata: dict[str, object] = {"figures": len(drawn)}
+    thumbnails = []
+    for name, figure in drawn.items():
+        path = folder / f"{name}.png"
+        path.write_bytes(figures.png_bytes(figure))
+        metadata[name] = dg.MetadataValue.path(str(path))
+        thumbnail = base64.b64encode(figures.png_bytes(figure, dpi=45)).decode("ascii")
+        thumbnails.append(f"**{name}**\n\n![{name}](data:image/png;base64,{thumbnail})")
+    metadata["preview"] = dg.MetadataValue.md("\n\n".join(thumbnails))
+    return dg.MaterializeResult(metadata=metadata)
+
+
+def _write_report(
+    context: dg.AssetExecutionContext, warehouse: Warehouse, external: bool
+) -> dg.MaterializeResult:
+    settings = warehouse.settings
+    threshold = settings.suppress_counts_below
+    with warehouse.connect(read_only=True) as con:
+        study = tables.load_tables(con)
+        batches = tables.landing_batches(con, with_row_counts=not external)
+    suppressed = 0
+    if external:
+        study, suppressed = disclosure.protect(study, threshold)
+        images = {name: figures.png_bytes(figure)
+                  for name, figure in figures.draw_figures(study).items()}
+        notes = [disclosure.note(threshold)]
+    else:
+        images = {path.stem: path.read_bytes()
+                  for path in (settings.warehouse_dir / "figures").glob("*.png")}
+        notes = ["For the study team only: small counts are not suppressed. Send the external "
+                 "version (study_report_external_…) to anyone outside the team."]
+    # What the cost-effectiveness numbers were computed with (the settings before any exist).
+    ce = study.cost_effectiveness.head(1).to_dict("records") or [{
+        "value_set": settings.value_set, "price_year": settings.price_year,
+        "replicates": settings.bootstrap_replicates, "seed": settings.bootstrap_seed,
+        "resampling_unit": "participant",
+    }]
+    now = dt.datetime.now(dt.UTC)
+    provenance = {
+        "generated at (UTC)": now.strftime("%Y-%m-%d %H:%M"),
+        "Dagster run": context.run_id,
+        "pipeline version": __version__,
+        "reference date": settings.reference_date.isoformat(),
+        "EQ-5D-5L value set": ce[0]["value_set"],
+        "unit-cost price year": ce[0]["price_year"],
+        "bootstrap": f"{ce[0]['replicates']} replicates, seed {ce[0]['seed']}, "
+                     f"resampling {ce[0]['resampling_unit']}s",
+        "disclosure control": f"counts 1 to {threshold - 1} suppressed" if external else "none",
+    }
+    title = "POD trial study report" + (" (external)" if external else " (study team only)")
+    document = report.render_html(title, study, images, provenance, batches, notes)
+    folder = settings.warehouse_dir / "reports"
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = "study_report_external" if external else "study_report"
+    path = folder / f"{stem}_{now.date().isoformat()}_{context.run_id[:8]}.html"
+    path.write_text(document, encoding="utf-8")
+    return dg.MaterializeResult(metadata={
+        "path": dg.MetadataValue.path(str(path)),
+        "size_kib": round(len(document.encode()) / 1024, 1),
+        "figures_embedded": len(images),
+        "landing_batches": len(batches),
+        "cells_suppressed": suppressed,
+        "disclosure_threshold": threshold if external else 0,
+    })
+
+
+@dg.asset(
+    key=["analysis", "study_report"], group_name=GROUP, pool=POOL, kinds={"html"},
+    deps=[*REPORT_SOURCES, FIGURES],
+)
+def study_report(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
+    """Study report for the team: one self-contained HTML file per run in <warehouse>/reports/."""
+    return _write_report(context, warehouse, external=False)
+
+
+@dg.asset(
+    key=["analysis", "study_report_external"], group_name=GROUP, pool=POOL, kinds={"html"},
+    deps=REPORT_SOURCES,
+)
+def study_report_external(
+    context: dg.AssetExecutionContext, warehouse: Warehouse
+) -> dg.MaterializeResult:
+    """Study report to leave the team: as the team's, with small counts suppressed (per run)."""
+    return _write_report(context, warehouse, external=True)

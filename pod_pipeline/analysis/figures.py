@@ -1,0 +1,192 @@
+"""The study's figures, drawn on matplotlib's Agg canvas from small summary tables.
+
+Every function takes the table as the report shows it, so a table with suppressed cells (the
+marker `*`) draws a figure that discloses no more than the table does.
+"""
+
+import io
+import math
+
+import numpy as np
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import StrMethodFormatter
+
+from pod_pipeline.analysis.disclosure import SUPPRESSED
+from pod_pipeline.analysis.economics import COMPARATOR, INCREMENTAL, INTERVENTION, NAMED_THRESHOLDS
+from pod_pipeline.analysis.tables import FLOW_EXITS, StudyTables, flow_stages, timepoint_order
+
+ARM_COLOURS = {INTERVENTION: "#1b7837", COMPARATOR: "#762a83"}
+
+
+def _figure(width: float, height: float) -> Figure:
+    figure = Figure(figsize=(width, height), layout="constrained")
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def _numbers(values: pd.Series) -> np.ndarray:
+    return pd.to_numeric(values.replace(SUPPRESSED, np.nan), errors="coerce").to_numpy(float)
+
+
+def png_bytes(figure: Figure, dpi: int = 110) -> bytes:
+    """The figure as PNG bytes."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=dpi)
+    return buffer.getvalue()
+
+
+def outcome_trajectories(outcomes: pd.DataFrame) -> Figure:
+    """Mean with 95% CI per timepoint and arm, one panel per parameter."""
+    order = timepoint_order()
+    timepoints = sorted(outcomes["timepoint"].unique(), key=lambda tp: order.get(tp, len(order)))
+    position = {timepoint: index for index, timepoint in enumerate(timepoints)}
+    panels = list(outcomes.groupby(["respondent", "parameter"], sort=True).groups)
+    columns = min(4, max(1, len(panels)))
+    rows = max(1, math.ceil(len(panels) / columns))
+    figure = _figure(3.4 * columns, 2.6 * rows + 0.4)
+    axes = np.atleast_1d(figure.subplots(rows, columns, squeeze=False)).ravel()
+    arms = sorted(outcomes["arm"].unique())
+    for axis, (respondent, parameter) in zip(axes, panels, strict=False):
+        panel = outcomes[(outcomes["respondent"] == respondent)
+                         & (outcomes["parameter"] == parameter)]
+        for offset, arm in zip(np.linspace(-0.08, 0.08, len(arms)), arms, strict=True):
+            line = panel[panel["arm"] == arm]
+            line = line.assign(_x=line["timepoint"].map(position)).sort_values("_x")
+            mean = _numbers(line["mean"])
+            error = np.abs(np.vstack([mean - _numbers(line["mean_ci95_low"]),
+                                      _numbers(line["mean_ci95_high"]) - mean]))
+            axis.errorbar(line["_x"] + offset, mean, yerr=np.nan_to_num(error), marker="o",
+                          capsize=3, label=arm, color=ARM_COLOURS.get(arm))
+        axis.set_title(parameter + (" (carers)" if respondent == "carer" else ""), fontsize=9)
+        axis.set_xticks(range(len(timepoints)), timepoints, fontsize=8)
+        axis.tick_params(axis="y", labelsize=8)
+    for axis in axes[len(panels):]:
+        axis.set_visible(False)
+    handles, labels = axes[0].get_legend_handles_labels()
+    figure.legend(handles, labels, loc="outside lower center", ncols=len(arms))
+    figure.suptitle("Outcomes: mean and 95% CI per timepoint", fontsize=11)
+    return figure
+
+
+def participant_flow(flow: pd.DataFrame) -> Figure:
+    """CONSORT-style flow: one column of boxes per arm, with exits beside it."""
+    arms = [column for column in flow.columns if column != "total"]
+    main = [stage for stage in flow_stages() if stage not in FLOW_EXITS]
+    figure = _figure(3.6 * len(arms), 1.5 + len(main))
+    axis = figure.subplots()
+    axis.set_axis_off()
+    axis.set_xlim(0, len(arms))
+    axis.set_ylim(0, len(main) + 0.5)
+    box = {"boxstyle": "round,pad=0.4", "facecolor": "#f2f2f2", "edgecolor": "#555555"}
+    for column, arm in enumerate(arms):
+        centre = column + 0.3
+        axis.text(centre, len(main) + 0.2, arm, ha="center", fontsize=12, weight="bold",
+                  color=ARM_COLOURS.get(arm, "black"))
+        for level, stage in enumerate(main):
+            y = len(main) - 0.4 - level
+            count = flow.at[stage, arm] if stage in flow.index else "–"
+            axis.text(centre, y, f"{_label(stage)}\nn = {count}", ha="center", va="center",
+                      fontsize=9, bbox=box)
+            if level:
+                axis.annotate("", xy=(centre, y + 0.25), xytext=(centre, y + 0.75),
+                              arrowprops={"arrowstyle": "->", "color": "#555555"})
+        exits = [f"{_label(stage)}: n = {flow.at[stage, arm]}"
+                 for stage in FLOW_EXITS if stage in flow.index]
+        if exits:
+            # Between the baseline and month-3 boxes, off the arrow that joins them.
+            y = len(main) - 1.9
+            axis.annotate("\n".join(exits), xy=(centre, y), xytext=(centre + 0.2, y),
+                          va="center", fontsize=8, bbox={**box, "facecolor": "white"},
+                          arrowprops={"arrowstyle": "<-", "color": "#555555"})
+    figure.suptitle("Participant flow", fontsize=11)
+    return figure
+
+
+def _label(stage: str) -> str:
+    return stage.replace("_", " ").capitalize()
+
+
+def completeness_heatmap(completeness: pd.DataFrame) -> Figure:
+    """Share of expected assessments scored, site × instrument, one panel per timepoint."""
+    order = timepoint_order()
+    timepoints = sorted(completeness["timepoint"].unique(),
+                        key=lambda tp: order.get(tp, len(order)))
+    sites = list(dict.fromkeys(completeness["site"]))
+    instruments = sorted(completeness["instrument"].unique())
+    figure = _figure(1.2 + 2.6 * len(timepoints), 1.6 + 0.35 * len(sites))
+    axes = np.atleast_1d(figure.subplots(1, len(timepoints), sharey=True, squeeze=False)).ravel()
+    image = None
+    for axis, timepoint in zip(axes, timepoints, strict=True):
+        panel = completeness[completeness["timepoint"] == timepoint]
+        grid = panel.pivot(index="site", columns="instrument", values="pct_scored")
+        grid = grid.reindex(index=sites, columns=instruments)
+        image = axis.imshow(grid.apply(_numbers).to_numpy(float), cmap="RdYlGn", vmin=0, vmax=1,
+                            aspect="auto")
+        for (row, column), value in np.ndenumerate(grid.to_numpy(object)):
+            label = SUPPRESSED if value == SUPPRESSED else ("" if pd.isna(value)
+                                                           else f"{float(value):.0%}")
+            axis.text(column, row, label, ha="center", va="center", fontsize=7)
+        axis.set_title(timepoint, fontsize=9)
+        axis.set_xticks(range(len(instruments)), instruments, rotation=45, fontsize=8)
+        axis.set_yticks(range(len(sites)), sites, fontsize=8)
+    if image is not None:
+        figure.colorbar(image, ax=list(axes), label="share scored")
+    figure.suptitle("Completeness: share of expected assessments scored", fontsize=11)
+    return figure
+
+
+def cost_effectiveness_plane(replicates: pd.DataFrame, summary: pd.DataFrame) -> Figure:
+    """Bootstrap incremental cost against incremental QALY, with willingness-to-pay lines."""
+    wide = replicates.pivot(index="replicate", columns="arm", values=["mean_cost", "mean_qaly"])
+    d_cost = wide[("mean_cost", INTERVENTION)] - wide[("mean_cost", COMPARATOR)]
+    d_qaly = wide[("mean_qaly", INTERVENTION)] - wide[("mean_qaly", COMPARATOR)]
+    point = summary.set_index("arm").loc[INCREMENTAL]
+    figure = _figure(6, 4.5)
+    axis = figure.subplots()
+    axis.scatter(d_qaly, d_cost, s=4, alpha=0.25, color="#4d4d4d", label="bootstrap replicates")
+    axis.scatter([point["incremental_qaly"]], [point["incremental_cost"]], s=60, color="#d6604d",
+                 label="estimate", zorder=3)
+    span = np.array([min(d_qaly.min(), 0), max(d_qaly.max(), 0)])
+    for threshold in NAMED_THRESHOLDS.values():
+        axis.plot(span, threshold * span, linestyle="--", linewidth=1,
+                  label=f"£{threshold:,} per QALY")
+    axis.axhline(0, color="black", linewidth=0.6)
+    axis.axvline(0, color="black", linewidth=0.6)
+    axis.set_xlabel(f"Incremental QALY ({INTERVENTION} − {COMPARATOR})")
+    axis.set_ylabel("Incremental cost (£)")
+    axis.set_title("Cost-effectiveness plane")
+    axis.legend(fontsize=8)
+    return figure
+
+
+def acceptability_curve(acceptability: pd.DataFrame) -> Figure:
+    """Probability POD is cost-effective against the willingness to pay per QALY."""
+    figure = _figure(6, 4)
+    axis = figure.subplots()
+    axis.plot(acceptability["threshold"], acceptability["prob_cost_effective"], marker=".",
+              color=ARM_COLOURS[INTERVENTION])
+    for threshold in NAMED_THRESHOLDS.values():
+        axis.axvline(threshold, linestyle=":", color="grey")
+    axis.set_ylim(0, 1)
+    axis.xaxis.set_major_formatter(StrMethodFormatter("£{x:,.0f}"))
+    axis.set_xlabel("Willingness to pay per QALY")
+    axis.set_ylabel(f"Probability {INTERVENTION} is cost-effective")
+    axis.set_title("Cost-effectiveness acceptability curve")
+    return figure
+
+
+def draw_figures(study: StudyTables) -> dict[str, Figure]:
+    """Every figure the data allow, by file stem (no plane or curve without two arms)."""
+    figures = {
+        "outcome_trajectories": outcome_trajectories(study.outcomes),
+        "participant_flow": participant_flow(study.flow),
+        "completeness_heatmap": completeness_heatmap(study.completeness),
+    }
+    if not study.acceptability.empty:
+        figures["cost_effectiveness_plane"] = cost_effectiveness_plane(
+            study.replicates, study.cost_effectiveness
+        )
+        figures["acceptability_curve"] = acceptability_curve(study.acceptability)
+    return figures

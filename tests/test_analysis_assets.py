@@ -1,0 +1,103 @@
+"""The analysis assets materialised in Dagster against a temporary warehouse of fixture marts."""
+
+import re
+from pathlib import Path
+
+import dagster as dg
+
+from pod_pipeline.analysis import analysis_assets
+from pod_pipeline.analysis.synthetic import write_synthetic_marts
+from pod_pipeline.resources import Warehouse
+
+UPSTREAM = [
+    dg.AssetSpec(key) for key in (
+        ["marts", "outcome_scores"], ["marts", "carer_timepoints"], ["marts", "participants"],
+        ["marts", "cost_effectiveness"], ["marts", "participant_flow"], ["marts", "completeness"],
+        ["raw", "load_ledger"],
+    )
+]
+CE_SUMMARY_COLUMNS = {
+    "arm", "n", "mean_cost", "mean_cost_ci95_low", "mean_cost_ci95_high", "mean_qaly",
+    "mean_qaly_ci95_low", "mean_qaly_ci95_high", "incremental_cost", "incremental_qaly", "icer",
+    "inmb_20k", "inmb_30k", "prob_cost_effective_20k", "prob_cost_effective_30k", "value_set",
+    "price_year", "replicates", "seed", "resampling_unit",
+}
+FIGURES = {"outcome_trajectories", "participant_flow", "completeness_heatmap",
+           "cost_effectiveness_plane", "acceptability_curve"}
+
+
+def _materialise(arms: tuple[str, ...]) -> tuple[dg.ExecuteInProcessResult, Warehouse]:
+    warehouse = Warehouse()
+    with warehouse.connect() as con:
+        write_synthetic_marts(con, participants=120, arms=arms, seed=8)
+    result = dg.materialize([*analysis_assets, *UPSTREAM], resources={"warehouse": warehouse},
+                            selection=dg.AssetSelection.groups("analysis"))
+    assert result.success
+    return result, warehouse
+
+
+def _metadata(result: dg.ExecuteInProcessResult, *key: str) -> dict:
+    (event,) = [e for e in result.get_asset_materialization_events()
+                if e.materialization.asset_key == dg.AssetKey(list(key))]
+    return {name: value.value for name, value in event.materialization.metadata.items()}
+
+
+def test_two_arms_end_to_end(pod_env: Path) -> None:
+    result, warehouse = _materialise(("POD", "TAU"))
+    assert warehouse.settings.warehouse_dir.is_relative_to(pod_env)
+    with warehouse.connect() as con:
+        columns = {row[0] for row in con.execute(
+            "select column_name from information_schema.columns "
+            "where table_schema = 'marts' and table_name = 'cost_effectiveness_summary'"
+        ).fetchall()}
+        arms = [row[0] for row in con.execute(
+            "select arm from marts.cost_effectiveness_summary order by arm").fetchall()]
+        curve = con.execute("select count(*), min(threshold), max(threshold) "
+                            "from marts.cost_effectiveness_acceptability").fetchone()
+        summary_rows = con.execute("select count(*) from marts.outcome_summary").fetchone()[0]
+    assert columns >= CE_SUMMARY_COLUMNS
+    assert arms == ["POD", "TAU", "incremental"]
+    assert curve == (51, 0, 50_000)
+    assert _metadata(result, "marts", "outcome_summary")["dagster/row_count"] == summary_rows
+    assert _metadata(result, "marts", "outcome_summary")["parameters_without_baseline"] == (
+        "csq8_total"
+    )
+
+    figures = warehouse.settings.warehouse_dir / "figures"
+    assert {path.stem for path in figures.glob("*.png")} == FIGURES
+    assert all(path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for path in figures.glob("*.png"))
+    preview = _metadata(result, "analysis", "figures")["preview"]
+    assert preview.count("](data:image/png;base64,") == len(FIGURES)
+
+    internal = Path(_metadata(result, "analysis", "study_report")["path"])
+    external = Path(_metadata(result, "analysis", "study_report_external")["path"])
+    assert internal.parent == external.parent == warehouse.settings.warehouse_dir / "reports"
+    assert result.run_id[:8] in internal.name
+    for path in (internal, external):
+        document = path.read_text()
+        sources = re.findall(r'(?:src|href)="([^"]*)"', document)
+        assert len(sources) == len(FIGURES)
+        assert all(source.startswith("data:image/png;base64,") for source in sources)
+        assert "<script" not in document and "<link" not in document
+        assert "2026-07-01T120000" in document and "uk_2026" in document
+        assert "2024/25" in document and "2026-11-25" in document
+    assert "Disclosure control" in external.read_text()
+    assert "Disclosure control" not in internal.read_text()
+    assert _metadata(result, "analysis", "study_report_external")["cells_suppressed"] > 0
+
+
+def test_single_arm_end_to_end(pod_env: Path) -> None:
+    result, warehouse = _materialise(("POD",))
+    with warehouse.connect() as con:
+        arms = con.execute("select arm from marts.cost_effectiveness_summary").fetchall()
+        curve = con.execute("select * from marts.cost_effectiveness_acceptability").df()
+    assert arms == [("POD",)]
+    assert curve.empty and list(curve.columns) == ["threshold", "prob_cost_effective"]
+    reason = _metadata(result, "marts", "cost_effectiveness_summary")["incremental_analysis"]
+    assert "POD" in reason and "no POD versus TAU" in reason
+    figures = warehouse.settings.warehouse_dir / "figures"
+    assert {path.stem for path in figures.glob("*.png")} == FIGURES - {
+        "cost_effectiveness_plane", "acceptability_curve"
+    }
+    report = Path(_metadata(result, "analysis", "study_report")["path"]).read_text()
+    assert reason in report
