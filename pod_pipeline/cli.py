@@ -35,6 +35,13 @@ def _run(args: argparse.Namespace) -> int:
     return run_pipeline(force=args.force)
 
 
+def _bench(args: argparse.Namespace) -> int:
+    from pod_pipeline.bench.run import DEFAULT_WORK, main
+
+    sizes = [int(n.replace("_", "").replace(",", "")) for n in args.sizes.split()]
+    return main(sizes, Path(args.out), Path(args.work or DEFAULT_WORK), incremental_at=args.incremental_at)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pod", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -57,6 +64,15 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--preset", choices=["sample"], default=None,
                        help="'sample': the bundled demo (kmpt original study + national-trial site)")
     synth.set_defaults(func=_synth)
+
+    bench = commands.add_parser("bench", help="measure full, incremental and no-op refreshes by size")
+    bench.add_argument("--sizes", default="50 10000 100000 1000000",
+                       help="participant counts, space-separated (default: 50 10000 100000 1000000)")
+    bench.add_argument("--out", default="bench-results", help="folder for the JSON results")
+    bench.add_argument("--work", default=None, help="folder for cached zones and runs (default data/bench)")
+    bench.add_argument("--incremental-at", type=int, default=100_000,
+                       help="size at which the incremental and no-op refreshes are measured")
+    bench.set_defaults(func=_bench)
 
     seal = commands.add_parser("seal", help="write manifest.json for batches assembled by hand")
     seal.add_argument("batch_dirs", nargs="+", metavar="BATCH_DIR")
