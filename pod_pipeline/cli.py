@@ -35,6 +35,12 @@ def _run(args: argparse.Namespace) -> int:
     return run_pipeline(force=args.force)
 
 
+def _ui(args: argparse.Namespace) -> int:
+    from pod_pipeline.delivery.ui import run_ui
+
+    return run_ui(host=args.host, port=args.port)
+
+
 def _bench(args: argparse.Namespace) -> int:
     from pod_pipeline.bench.run import DEFAULT_WORK, main
 
@@ -64,6 +70,11 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--preset", choices=["sample"], default=None,
                        help="'sample': the bundled demo (kmpt original study + national-trial site)")
     synth.set_defaults(func=_synth)
+
+    ui = commands.add_parser("ui", help="the Dagster UI on the same instance and data as `pod run`")
+    ui.add_argument("--host", default="127.0.0.1")
+    ui.add_argument("--port", type=int, default=3000)
+    ui.set_defaults(func=_ui)
 
     bench = commands.add_parser("bench", help="measure full, incremental and no-op refreshes by size")
     bench.add_argument("--sizes", default="50 10000 100000 1000000",

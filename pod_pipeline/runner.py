@@ -56,6 +56,10 @@ def execute(job_name: str = "refresh", run_config: dict | None = None, tags: dic
     check_writable(settings.warehouse_dir)
     instance = prepare_instance(settings)
     from pod_pipeline.definitions import defs
+    from pod_pipeline.delivery.recovery import recover_interrupted_runs
+
+    for run_id in recover_interrupted_runs(instance):
+        print(f"pod: run {run_id} was interrupted (its process is gone): marked failed", file=sys.stderr)
 
     started = time.monotonic()
     result = defs.resolve_job_def(job_name).execute_in_process(

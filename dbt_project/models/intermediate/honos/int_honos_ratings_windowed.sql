@@ -1,0 +1,79 @@
+-- HoNOS ratings carry no study event: each is placed in the timepoint whose window holds its
+-- study day. Within a participant's window the rating nearest the target day is the analysis
+-- record; ties go to the later rating (then the later line of the extract).
+with
+
+ratings as (
+
+    select * from {{ ref('stg_epr__honos_ratings') }}
+
+),
+
+participants as (
+
+    select
+        participant_id,
+        consent_date
+
+    from {{ ref('int_participant_timepoints_scheduled') }}
+    where timepoint_order = 0
+
+),
+
+visit_windows as (
+
+    select * from {{ ref('visit_windows') }}
+
+),
+
+dated as (
+
+    select
+        ratings.*,
+        {{ dbt.datediff('participants.consent_date', 'ratings.assessment_date', 'day') }}
+            as study_day
+
+    from ratings
+    inner join participants
+        on ratings.participant_id = participants.participant_id
+
+),
+
+placed as (
+
+    select
+        dated.*,
+        visit_windows.timepoint,
+        visit_windows.target_day
+
+    from dated
+    left join visit_windows
+        on
+            dated.study_day >= visit_windows.window_start_day
+            and dated.study_day <= visit_windows.window_end_day
+
+),
+
+ranked as (
+
+    select
+        *,
+        row_number() over (
+            partition by participant_id, timepoint
+            order by
+                abs(study_day - target_day) asc,
+                study_day desc,
+                line_number desc,
+                assessment_id desc
+        ) as window_rank
+
+    from placed
+
+)
+
+select
+    *,
+    timepoint is not null as is_in_window,
+    timepoint is not null and window_rank = 1 as is_analysis_record
+
+from ranked

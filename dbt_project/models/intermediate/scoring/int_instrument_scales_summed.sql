@@ -1,0 +1,90 @@
+-- One scan of each wide source row: per scale, how many of its items were answered, how many
+-- carry a missing-data code, and their sum. The CASE expressions are generated from the seeds
+-- (instrument_scales, scale_items), so item values are never unpivoted into rows.
+{%- set redcap_scales = scale_definitions('redcap') %}
+{%- set epr_scales = scale_definitions('epr') %}
+
+with
+
+redcap_records as (
+
+    -- The wide typed values, for the responses of participants in the marts.
+    select
+        records.*,
+        windowed.timepoint
+
+    from {{ ref('stg_redcap__records') }} as records
+    inner join {{ ref('int_redcap_records_windowed') }} as windowed
+        on records.response_id = windowed.response_id
+
+),
+
+honos_ratings as (
+
+    select * from {{ ref('int_honos_ratings_windowed') }}
+
+),
+
+redcap_scales as (
+
+    select
+        'redcap' as collected_in,
+        redcap_records.response_id,
+        redcap_records.participant_id,
+        redcap_records.timepoint,
+        scales.instrument,
+        scales.scale,
+        {{ scale_aggregate('redcap_records', redcap_scales, 'scales.scale', 'answered') }}
+            as n_items_answered,
+        {{ scale_aggregate('redcap_records', redcap_scales, 'scales.scale', 'coded_missing') }}
+            as n_items_coded_missing,
+        {{ scale_aggregate('redcap_records', redcap_scales, 'scales.scale', 'sum') }}
+            as item_sum,
+        coalesce(
+            (',' || replace(redcap_records.quarantined_instruments, ' ', '') || ',')
+            like ('%,' || scales.instrument || ',%'),
+            false
+        ) as is_quarantined
+
+    from redcap_records
+    cross join (
+        values {{ scale_rows(redcap_scales) }}
+    ) as scales (instrument, scale)
+
+),
+
+epr_scales as (
+
+    select
+        'epr' as collected_in,
+        honos_ratings.response_id,
+        honos_ratings.participant_id,
+        honos_ratings.timepoint,
+        scales.instrument,
+        scales.scale,
+        {{ scale_aggregate('honos_ratings', epr_scales, 'scales.scale', 'answered') }}
+            as n_items_answered,
+        {{ scale_aggregate('honos_ratings', epr_scales, 'scales.scale', 'coded_missing') }}
+            as n_items_coded_missing,
+        {{ scale_aggregate('honos_ratings', epr_scales, 'scales.scale', 'sum') }}
+            as item_sum,
+        false as is_quarantined
+
+    from honos_ratings
+    cross join (
+        values {{ scale_rows(epr_scales) }}
+    ) as scales (instrument, scale)
+
+),
+
+unioned as (
+
+    select * from redcap_scales
+    union all
+    select * from epr_scales
+
+)
+
+-- A scale of an instrument nobody filled in is not a response.
+select * from unioned
+where n_items_answered + n_items_coded_missing > 0 or is_quarantined

@@ -1,0 +1,125 @@
+-- CONSORT-style counts per arm. Participants withdrawn with all_data are in no count (they are
+-- not in the marts at all); "<timepoint>_assessed" counts participants with at least one
+-- instrument of that timepoint scored (status complete or partial).
+with
+
+participants as (
+
+    select * from {{ ref('int_participant_timepoints_scheduled') }}
+    where timepoint_order = 0
+
+),
+
+classified as (
+
+    select * from {{ ref('int_scheduled_instruments_classified') }}
+
+),
+
+visit_windows as (
+
+    select * from {{ ref('visit_windows') }}
+
+),
+
+timepoint_count as (
+
+    select count(*) as n_timepoints from visit_windows
+
+),
+
+stages as (
+
+    select
+        'consented' as stage,
+        1 as stage_order
+
+    union all
+
+    select
+        timepoint || '_assessed' as stage,
+        2 + timepoint_order as stage_order
+
+    from visit_windows
+
+    union all
+
+    select
+        'withdrawn' as stage,
+        2 + n_timepoints as stage_order
+
+    from timepoint_count
+
+    union all
+
+    select
+        'died' as stage,
+        3 + n_timepoints as stage_order
+
+    from timepoint_count
+
+),
+
+arms as (
+
+    select distinct arm from participants
+
+),
+
+stage_members as (
+
+    select
+        arm,
+        participant_id,
+        'consented' as stage
+
+    from participants
+
+    union all
+
+    select distinct
+        arm,
+        participant_id,
+        timepoint || '_assessed' as stage
+
+    from classified
+    where status in ('complete', 'partial')
+
+    union all
+
+    select
+        arm,
+        participant_id,
+        case withdrawal_type when 'follow_up' then 'withdrawn' else 'died' end as stage
+
+    from participants
+    where withdrawal_type in ('follow_up', 'died')
+
+),
+
+counts as (
+
+    select
+        arm,
+        stage,
+        count(*) as n
+
+    from stage_members
+    group by
+        arm,
+        stage
+
+)
+
+select
+    arms.arm,
+    stages.stage,
+    stages.stage_order,
+    coalesce(counts.n, 0) as n
+
+from arms
+cross join stages
+left join counts
+    on
+        arms.arm = counts.arm
+        and stages.stage = counts.stage

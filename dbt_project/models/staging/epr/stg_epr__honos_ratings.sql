@@ -1,0 +1,45 @@
+with
+
+source as (
+
+    select * from {{ source('epr', 'honos') }}
+
+),
+
+renamed as (
+
+    select
+        -- assessment_id is the key of one site's EPR: unique only within the site.
+        site || '/' || assessment_id as response_id,
+        assessment_id,
+        study_id as participant_id,
+        case
+            when assessment_date like '__/__/____'
+                then cast(
+                    substring(assessment_date, 7, 4)
+                    || '-' || substring(assessment_date, 4, 2)
+                    || '-' || substring(assessment_date, 1, 2)
+                    as date
+                )
+            else cast(assessment_date as date)
+        end as assessment_date,
+        case
+            when assessment_date like '__/__/____' then 'DD/MM/YYYY' else 'YYYY-MM-DD'
+        end as assessment_date_format,
+        rater_role,
+        {%- for column in honos_item_columns() %}
+        {{ honos_value(column) }} as {{ column }},
+        {{ honos_missing_reason(column) }} as {{ column }}_missing_reason,
+        {%- endfor %}
+        honos_08_problem_type,
+        site,
+        export_id,
+        source_file,
+        line_number,
+        loaded_at
+
+    from source
+
+)
+
+select * from renamed

@@ -1,0 +1,113 @@
+"""Dagster assets of the delivery group: the published marts and the trial's deliveries."""
+
+import dagster as dg
+import duckdb
+
+from pod_pipeline.analysis import analysis_assets
+from pod_pipeline.delivery import publication, trial
+from pod_pipeline.delivery.dictionary import dbt_docs
+from pod_pipeline.metadata import markdown_table
+from pod_pipeline.resources import Warehouse
+from pod_pipeline.state import record_publication
+from pod_pipeline.transform.assets import ensure_manifest, pod_dbt_models
+
+GROUP = "delivery"
+PUBLISHED_KEY = dg.AssetKey(["delivery", "published_marts"])
+DELIVERY_KEY = dg.AssetKey(["delivery", "trial_delivery"])
+# Every mart: a blocking check that fails on any of them (or upstream) skips the publication.
+MART_KEYS = sorted(
+    {spec.key for spec in pod_dbt_models.specs if spec.group_name == "dbt_marts"}
+    | {key for assets in analysis_assets for key in assets.keys if key.path[0] == "marts"},
+    key=lambda key: key.path,
+)
+
+
+class DeliveryConfig(dg.Config):
+    new_folder: bool = False  # deliver again on a day that has a delivery, into <date>_2, _3, …
+
+
+@dg.asset(
+    key=PUBLISHED_KEY,
+    group_name=GROUP,
+    deps=MART_KEYS,
+    pool="duckdb_writer",
+    kinds={"duckdb", "parquet"},
+)
+def published_marts(
+    context: dg.AssetExecutionContext, warehouse: Warehouse
+) -> dg.MaterializeResult:
+    """Analysts' copy of every mart: pod_marts.duckdb and marts/*.parquet, swapped in atomically."""
+    settings = warehouse.settings
+    with warehouse.connect() as con:
+        done = publication.publish(con, settings.published_db, context.run_id)
+        fingerprint = record_publication(con, settings, context.run_id)
+    return dg.MaterializeResult(
+        metadata={
+            "tables": len(done.rows),
+            "rows": sum(done.rows.values()),
+            "path": dg.MetadataValue.path(str(done.database)),
+            "parquet": dg.MetadataValue.path(str(done.parquet_dir)),
+            "release": dg.MetadataValue.path(str(done.release)),
+            "published_at": dg.MetadataValue.timestamp(done.published_at),
+            "fingerprint": fingerprint,
+            "rows_by_table": dg.MetadataValue.md(
+                markdown_table(["table", "rows"], sorted(done.rows.items()))
+            ),
+            "query": dg.MetadataValue.text(f"duckdb -readonly {done.database}"),
+        }
+    )
+
+
+@dg.asset(
+    key=DELIVERY_KEY,
+    group_name=GROUP,
+    deps=[PUBLISHED_KEY],
+    kinds={"csv", "parquet"},
+    # Reads the working database, which DuckDB locks against other processes while one writes.
+    pool="duckdb_writer",
+)
+def trial_delivery(
+    context: dg.AssetExecutionContext, config: DeliveryConfig, warehouse: Warehouse
+) -> dg.MaterializeResult:
+    """Trial delivery: a dated folder of published marts (CSV, Parquet), dictionary and manifest."""
+    settings = warehouse.settings
+    try:
+        folder = trial.delivery_folder(
+            settings.warehouse_dir / "deliveries", trial.delivery_day(), config.new_folder
+        )
+        with warehouse.connect(read_only=True) as con:
+            erased = trial.erased_participants(con)
+            source = trial.provenance(con, settings, context.run_id, len(erased))
+        if not settings.published_db.exists():
+            raise trial.DeliveryRefused(
+                f"{settings.published_db} does not exist: nothing to deliver"
+            )
+        docs = dbt_docs(ensure_manifest())
+        with duckdb.connect(str(settings.published_db), read_only=True) as published:
+            manifest = trial.write_delivery(published, folder, source, docs, erased)
+    except trial.DeliveryRefused as exc:
+        raise dg.Failure(description=str(exc), allow_retries=False) from exc
+    tables = manifest["tables"]
+    return dg.MaterializeResult(
+        metadata={
+            "path": dg.MetadataValue.path(str(folder)),
+            "files": len(manifest["files"]) + 1,
+            "rows": sum(entry["rows"] for entry in tables.values()),
+            "rows_by_table": dg.MetadataValue.md(
+                markdown_table(
+                    ["table", "rows", "columns"],
+                    [(t, e["rows"], e["columns"]) for t, e in tables.items()],
+                )
+            ),
+            "landing_batches": len(manifest["landing_batches"]),
+            "participants_erased_all_data": manifest["participants_erased_all_data"],
+            "columns_without_description": sum(
+                e["columns_without_description"] for e in tables.values()
+            ),
+            "value_set": manifest["value_set"],
+            "price_year": manifest["price_year"],
+        }
+    )
+
+
+delivery_assets = [published_marts, trial_delivery]

@@ -1,0 +1,79 @@
+"""The data dictionary of a delivery: every column, its type from the database, its dbt docs."""
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+
+HEADER = ("table", "name", "type", "description", "unit_or_codes")
+
+
+@dataclass(frozen=True)
+class ColumnDoc:
+    description: str
+    unit_or_codes: str
+
+
+def dbt_docs(manifest_path: Path, schema: str = "marts") -> dict[str, dict[str, ColumnDoc]]:
+    """Column documentation of the dbt models built into `schema`: {table: {column: doc}}.
+
+    The unit comes from a column's `meta.unit`; the code list from `meta.codes` (a list, or a
+    mapping of code to meaning) or else from the column's `accepted_values` test, so a code list
+    that dbt enforces is also the one the dictionary prints.
+    """
+    manifest = json.loads(Path(manifest_path).read_text(encoding="utf-8"))
+    nodes = manifest.get("nodes", {})
+    accepted: dict[tuple[str, str], list] = {}
+    for node in nodes.values():
+        test = node.get("test_metadata") or {}
+        if node.get("resource_type") == "test" and test.get("name") == "accepted_values":
+            kwargs = test.get("kwargs", {})
+            values = kwargs.get("values") or kwargs.get("arguments", {}).get("values")
+            if node.get("attached_node") and node.get("column_name") and values:
+                accepted[(node["attached_node"], node["column_name"].lower())] = values
+    docs: dict[str, dict[str, ColumnDoc]] = {}
+    for unique_id, node in nodes.items():
+        if node.get("resource_type") != "model" or node.get("schema") != schema:
+            continue
+        columns = {}
+        for name, column in node.get("columns", {}).items():
+            meta = {**column.get("config", {}).get("meta", {}), **column.get("meta", {})}
+            codes = accepted.get((unique_id, name.lower()))
+            columns[name.lower()] = ColumnDoc(
+                " ".join(column.get("description", "").split()), _unit_or_codes(meta, codes)
+            )
+        docs[node.get("alias") or node["name"]] = columns
+    return docs
+
+
+def _unit_or_codes(meta: dict, accepted: list | None) -> str:
+    parts = []
+    if meta.get("unit"):
+        parts.append(f"unit: {meta['unit']}")
+    codes = meta.get("codes") or accepted
+    if isinstance(codes, dict):
+        parts.append(
+            "codes: " + "; ".join(f"{code} = {meaning}" for code, meaning in codes.items())
+        )
+    elif codes:
+        parts.append("codes: " + " | ".join(str(code) for code in codes))
+    return "; ".join(parts)
+
+
+def dictionary_rows(
+    con: duckdb.DuckDBPyConnection,
+    tables: list[str],
+    docs: dict[str, dict[str, ColumnDoc]],
+    schema: str = "marts",
+) -> list[tuple[str, str, str, str, str]]:
+    """One row per column of each table, in table order then column order."""
+    rows = []
+    for table in tables:
+        described = docs.get(table, {})
+        for name, data_type in con.execute(
+            f'select column_name, column_type from (describe {schema}."{table}")'
+        ).fetchall():
+            doc = described.get(name.lower(), ColumnDoc("", ""))
+            rows.append((table, name, data_type, doc.description, doc.unit_or_codes))
+    return rows

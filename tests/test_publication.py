@@ -1,0 +1,209 @@
+"""Publication: analysts' readers are never disturbed, and a failed run publishes nothing."""
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import pytest
+
+from pod_pipeline.delivery import publication
+from pod_pipeline.delivery.assets import PUBLISHED_KEY, published_marts
+from pod_pipeline.ingest import ledger
+from pod_pipeline.resources import Warehouse, connect
+from pod_pipeline.settings import Settings
+from pod_pipeline.state import fingerprint, last_published_fingerprint
+
+PARTICIPANTS = dg.AssetKey(["marts", "participants"])
+
+# Holds the published file open read-only, reads it in a loop until told to stop, then reopens it.
+READER = """
+import json, sys, time, duckdb
+path, stop = sys.argv[1], sys.argv[2]
+con = duckdb.connect(path, read_only=True)
+count = lambda c: c.execute("select count(*) from marts.participants").fetchall()[0][0]
+print(json.dumps({"ready": count(con)}), flush=True)
+seen, errors, reads = set(), [], 0
+while not __import__("os").path.exists(stop):
+    try:
+        seen.add(count(con)); reads += 1
+    except Exception as exc:
+        errors.append(repr(exc))
+    time.sleep(0.005)
+con.close()
+after = duckdb.connect(path, read_only=True)
+report = {"seen": sorted(seen), "errors": errors, "reads": reads, "after": count(after)}
+print(json.dumps(report), flush=True)
+"""
+
+
+def build_marts(settings: Settings, participants: int) -> None:
+    """A small marts schema in the working database, as dbt and the analysis would leave it."""
+    with connect(settings) as con:
+        ledger.ensure(con)
+        con.execute("create schema if not exists marts")
+        con.execute(
+            "create or replace table marts.participants as "
+            "select 'KMPT-' || lpad(i::varchar, 4, '0') "
+            "as participant_id, if(i % 2 = 0, 'POD', 'TAU') as arm, i * 1.5 as score "
+            f"from range({participants}) t(i)"
+        )
+        con.execute(
+            "create or replace table marts.participant_flow as select arm, 'consented' as stage, "
+            "count(*) as n from marts.participants group by arm"
+        )
+        con.execute(
+            "create or replace view marts.arms as select distinct arm from marts.participants"
+        )
+
+
+def publish() -> dg.ExecuteInProcessResult:
+    return dg.materialize([published_marts], resources={"warehouse": Warehouse()})
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def release_digests(settings: Settings) -> dict[str, str]:
+    folder = settings.warehouse_dir / "marts"
+    return {p.name: digest(p) for p in sorted(folder.iterdir())} | {"->": os.readlink(folder)}
+
+
+@pytest.fixture
+def settings(pod_env: Path) -> Settings:
+    return Settings.from_env()
+
+
+def test_publication_copies_every_mart_and_records_itself(settings: Settings) -> None:
+    build_marts(settings, 7)
+    result = publish()
+    assert result.success
+    metadata = result.asset_materializations_for_node("delivery__published_marts")[0].metadata
+    assert metadata["tables"].value == 3 and metadata["rows"].value == 7 + 2 + 2
+    assert metadata["path"].value == str(settings.published_db)
+    with duckdb.connect(str(settings.published_db), read_only=True) as con:
+        assert publication.mart_tables(con) == ["arms", "participant_flow", "participants"]
+        assert con.execute("select count(*), sum(score) from marts.participants").fetchall() == [
+            (7, 31.5)
+        ]
+        assert con.execute(
+            "select table_type from information_schema.tables where table_name = 'arms'"
+        ).fetchall() == [("BASE TABLE",)]
+    parquet = settings.warehouse_dir / "marts"
+    assert parquet.is_symlink() and sorted(p.name for p in parquet.iterdir()) == [
+        "arms.parquet",
+        "participant_flow.parquet",
+        "participants.parquet",
+    ]
+    assert duckdb.connect().sql(
+        f"select count(*) from '{parquet / 'participants.parquet'}'"
+    ).fetchall() == [(7,)]
+    assert not list(settings.warehouse_dir.glob(".*")), "staged files were left behind"
+    with connect(settings) as con:
+        # So that a later run with nothing new skips everything.
+        assert last_published_fingerprint(con) == fingerprint(con, settings)
+
+
+def test_reader_holding_the_published_file_is_not_disturbed(
+    settings: Settings, tmp_path: Path
+) -> None:
+    build_marts(settings, 5)
+    assert publish().success
+    build_marts(settings, 9)
+    stop = tmp_path / "stop-reading"
+    reader = subprocess.Popen(
+        [sys.executable, "-c", READER, str(settings.published_db), str(stop)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert json.loads(reader.stdout.readline()) == {"ready": 5}
+        started = time.monotonic()
+        assert publish().success  # neither blocked nor failed by the open reader
+        seconds = time.monotonic() - started
+        stop.touch()
+        report = json.loads(reader.stdout.readline())
+    finally:
+        reader.kill() if reader.poll() is None else None
+        reader.wait()
+    assert report["errors"] == []
+    assert report["reads"] > 10, "the reader should have been reading throughout the publication"
+    assert report["seen"] == [5], "the open connection must keep seeing the old, complete data"
+    assert report["after"] == 9, "reopening must show the new publication"
+    assert seconds < 30
+
+
+def test_failed_blocking_check_leaves_the_last_publication_byte_identical(
+    settings: Settings,
+) -> None:
+    build_marts(settings, 4)
+    assert publish().success
+    before = digest(settings.published_db), release_digests(settings)
+    with connect(settings) as con:
+        publications = con.execute("select count(*) from audit.publications").fetchall()[0][0]
+
+    @dg.asset(
+        key=PARTICIPANTS,
+        check_specs=[dg.AssetCheckSpec("no_missing_arm", asset=PARTICIPANTS, blocking=True)],
+    )
+    def participants(warehouse: Warehouse):
+        with warehouse.connect() as con:
+            con.execute("insert into marts.participants values ('KMPT-9999', null, 0)")
+            missing = con.execute(
+                "select count(*) from marts.participants where arm is null"
+            ).fetchall()[0][0]
+        yield dg.MaterializeResult()
+        yield dg.AssetCheckResult(check_name="no_missing_arm", passed=missing == 0)
+
+    result = dg.materialize(
+        [participants, published_marts], resources={"warehouse": Warehouse()}, raise_on_error=False
+    )
+    assert not result.success
+    assert PUBLISHED_KEY not in {
+        event.asset_key for event in result.get_asset_materialization_events()
+    }
+    assert "delivery__published_marts" not in {
+        event.step_key for event in result.all_events if event.event_type_value == "STEP_START"
+    }
+    assert (digest(settings.published_db), release_digests(settings)) == before
+    with connect(settings) as con:
+        assert (
+            con.execute("select count(*) from audit.publications").fetchall()[0][0] == publications
+        )
+        assert (
+            con.execute("select count(*) from marts.participants").fetchall()[0][0] == 5
+        )  # built, not published
+
+
+def test_nothing_to_publish_leaves_no_file(settings: Settings) -> None:
+    with connect(settings) as con:
+        con.execute("create schema marts")
+    with (
+        pytest.raises(publication.PublicationError, match="no tables in schema marts"),
+        connect(settings) as con,
+    ):
+        publication.publish(con, settings.published_db, "run-1")
+    assert sorted(p.name for p in settings.warehouse_dir.iterdir()) == ["pod_work.duckdb"]
+
+
+def test_only_the_newest_releases_are_kept_and_a_plain_folder_is_adopted(
+    settings: Settings,
+) -> None:
+    build_marts(settings, 3)
+    (settings.warehouse_dir / "marts").mkdir()
+    (settings.warehouse_dir / "marts" / "old.parquet").write_bytes(b"from before releases")
+    names = []
+    for run in range(5):
+        with connect(settings) as con:
+            names.append(
+                publication.publish(con, settings.published_db, f"run{run}xxxxxxx").release.name
+            )
+    releases = sorted(p.name for p in (settings.warehouse_dir / publication.RELEASES).iterdir())
+    assert releases == names[-publication.KEEP_RELEASES :]
+    assert os.readlink(settings.warehouse_dir / "marts") == f"{publication.RELEASES}/{names[-1]}"
