@@ -1,5 +1,7 @@
 """`pod run`: the whole pipeline in-process on the persistent Dagster instance, then a summary."""
 
+import contextlib
+import datetime as dt
 import os
 import shutil
 import sys
@@ -48,10 +50,17 @@ class RunSummary:
     checks: list[tuple[str, str, bool, str]] = field(default_factory=list)  # asset, check, passed, severity
     skipped_steps: list[str] = field(default_factory=list)
     failed_steps: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    log_path: Path | None = None
 
 
-def execute(job_name: str = "refresh", run_config: dict | None = None, tags: dict | None = None) -> RunSummary:
-    """Run a job of the code location in this process, recorded on the project's instance."""
+def execute(job_name: str = "refresh", run_config: dict | None = None, tags: dict | None = None,
+            quiet: bool = False) -> RunSummary:
+    """Run a job of the code location in this process, recorded on the project's instance.
+
+    With `quiet`, the step-by-step log (Dagster's and dbt's) goes to a file under
+    <warehouse>/logs instead of the terminal; the run's events are in the instance either way.
+    """
     settings = Settings.from_env()
     check_writable(settings.warehouse_dir)
     instance = prepare_instance(settings)
@@ -62,9 +71,17 @@ def execute(job_name: str = "refresh", run_config: dict | None = None, tags: dic
         print(f"pod: run {run_id} was interrupted (its process is gone): marked failed", file=sys.stderr)
 
     started = time.monotonic()
-    result = defs.resolve_job_def(job_name).execute_in_process(
-        instance=instance, run_config=run_config or {}, tags=tags, raise_on_error=False)
-    summary = RunSummary(result.success, result.run_id, time.monotonic() - started)
+    log_path = None
+    with contextlib.ExitStack() as stack:
+        if quiet:
+            log_path = settings.warehouse_dir / "logs" / f"run-{dt.datetime.now():%Y%m%dT%H%M%S}.log"
+            log_path.parent.mkdir(parents=True, exist_ok=True)
+            log = stack.enter_context(log_path.open("w", encoding="utf-8"))
+            stack.enter_context(contextlib.redirect_stdout(log))
+            stack.enter_context(contextlib.redirect_stderr(log))
+        result = defs.resolve_job_def(job_name).execute_in_process(
+            instance=instance, run_config=run_config or {}, tags=tags, raise_on_error=False)
+    summary = RunSummary(result.success, result.run_id, time.monotonic() - started, log_path=log_path)
     for event in result.all_events:
         if event.event_type_value == "ASSET_CHECK_EVALUATION":
             evaluation = event.event_specific_data
@@ -74,6 +91,8 @@ def execute(job_name: str = "refresh", run_config: dict | None = None, tags: dic
             summary.skipped_steps.append(event.step_key)
         elif event.event_type_value == "STEP_FAILURE":
             summary.failed_steps.append(event.step_key)
+            error = event.event_specific_data.error
+            summary.errors.append(f"{event.step_key}: {error.message.strip().splitlines()[0] if error else ''}")
     return summary
 
 
@@ -82,7 +101,8 @@ def run_pipeline(force: bool = False) -> int:
     try:
         settings = Settings.from_env()
         warning = settings.demo_key_warning()
-        summary = execute(run_config={"ops": {"ingest__landing_batches": {"config": {"force": force}}}})
+        summary = execute(run_config={"ops": {"ingest__landing_batches": {"config": {"force": force}}}},
+                          quiet=True)
     except SettingsError as exc:
         print(f"pod run: {exc}", file=sys.stderr)
         return 2
@@ -100,15 +120,21 @@ def report(settings: Settings, summary: RunSummary, warning: str | None) -> str:
                      "(use `pod run --force` to rebuild anyway).")
     lines += _published_section(settings)
     passed = sum(1 for c in summary.checks if c[2])
-    lines.append(f"\nChecks: {passed} passed, {len(summary.checks) - passed} failed")
-    for asset, check, ok, severity in sorted(summary.checks):
+    errors = sum(1 for c in summary.checks if not c[2] and c[3] == "ERROR")
+    lines.append(f"\nChecks: {passed} passed, {errors} failed (error), "
+                 f"{len(summary.checks) - passed - errors} failed (warning)")
+    for asset, check, ok, severity in sorted(summary.checks, key=lambda c: (c[3] != "ERROR", c[0], c[1])):
         if not ok:
-            lines.append(f"  FAILED [{severity}] {asset} :: {check}")
+            label = "FAILED " if severity == "ERROR" else "warning"
+            lines.append(f"  {label} {asset} :: {check}")
     if summary.failed_steps:
-        lines.append("Failed steps: " + ", ".join(summary.failed_steps))
+        lines.append("Failed steps:")
+        lines += [f"  {error}" for error in summary.errors]
         lines.append("Downstream steps skipped: " + (", ".join(summary.skipped_steps) or "none"))
     lines += _quarantine_section(settings)
-    lines.append(f"\nRun history and every check's details: `make ui` (DAGSTER_HOME={settings.dagster_home})")
+    if summary.log_path:
+        lines.append(f"\nFull log of this run: {summary.log_path}")
+    lines.append(f"Run history and every check's details: `make ui` (DAGSTER_HOME={settings.dagster_home})")
     return "\n".join(lines)
 
 
@@ -139,7 +165,11 @@ def _quarantine_section(settings: Settings) -> list[str]:
             return []
         rows = con.execute("select reason, scope, count(*) from raw.quarantine where is_current_export "
                            "group by all order by 3 desc, 1").fetchall()
+        erased = con.execute("select count(*) from raw.register where withdrawal_type = 'all_data'"
+                             ).fetchall()[0][0]
     total = sum(n for _, _, n in rows)
     lines = [f"\nQuarantine (current exports): {total} unit(s); see marts.quarantine for file, line and column"]
     lines += [f"  {reason:<22} {scope:<10} {n:>8,}" for reason, scope, n in rows]
+    lines.append(f"\nErased: {erased} participant(s) withdrew consent to the use of all their data "
+                 "(all_data); they and their carers are in no mart, publication or new delivery.")
     return lines
