@@ -207,3 +207,15 @@ def test_only_the_newest_releases_are_kept_and_a_plain_folder_is_adopted(
     releases = sorted(p.name for p in (settings.warehouse_dir / publication.RELEASES).iterdir())
     assert releases == names[-publication.KEEP_RELEASES :]
     assert os.readlink(settings.warehouse_dir / "marts") == f"{publication.RELEASES}/{names[-1]}"
+
+
+def test_analysts_duckdb_shell_opens_the_published_file_read_only(settings: Settings) -> None:
+    """The contract's `duckdb -readonly pod_marts.duckdb`, with the DuckDB 1.x shell from the venv."""
+    build_marts(settings, 7)
+    assert publish().success
+    shell = Path(sys.executable).with_name("duckdb")
+    result = subprocess.run([str(shell), "-readonly", str(settings.published_db), "-csv", "-noheader", "-c",
+                             "select count(*) from marts.participants"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "7"

@@ -84,11 +84,16 @@ def publish(con: duckdb.DuckDBPyConnection, target: Path, run_id: str) -> Public
     return Publication(target, warehouse / PARQUET_LINK, release, rows, published_at)
 
 
+STORAGE_VERSION = "v1.0.0"
+
+
 def _write_database(
     con: duckdb.DuckDBPyConnection, tables: list[str], path: Path
 ) -> dict[str, int]:
     """A new DuckDB file holding a copy of each table (views are materialised), durably on disk."""
-    con.execute(f"attach '{sql_path(path)}' as pod_publish")
+    # Written in the v1.0 storage format, so analysts' DuckDB 1.x clients (the CLI, R's duckdb)
+    # open it as well as DuckDB 2.
+    con.execute(f"attach '{sql_path(path)}' as pod_publish (storage_version '{STORAGE_VERSION}')")
     try:
         con.execute(f"create schema pod_publish.{SCHEMA}")
         rows = {}
