@@ -7,6 +7,7 @@ from pod_pipeline.automation import REFRESH_SELECTION, apply_freshness, jobs, sc
 from pod_pipeline.delivery.assets import delivery_assets
 from pod_pipeline.ingest.assets import audit_trail, landing_batches, raw_assets
 from pod_pipeline.ingest.checks import ingest_checks
+from pod_pipeline.quality import quality_assets, quality_checks
 from pod_pipeline.resources import Warehouse
 from pod_pipeline.transform.assets import dbt_resource, pod_dbt_models
 
@@ -18,8 +19,9 @@ refresh_job = dg.define_asset_job(
 )
 
 defs = apply_freshness(dg.Definitions(
-    assets=[landing_batches, *raw_assets, audit_trail, pod_dbt_models, *analysis_assets, *delivery_assets],
-    asset_checks=ingest_checks,
+    assets=[landing_batches, *raw_assets, audit_trail, pod_dbt_models, *quality_assets, *analysis_assets,
+            *delivery_assets],
+    asset_checks=[*ingest_checks, *quality_checks],
     jobs=[refresh_job, *jobs],
     schedules=schedules,
     sensors=sensors,

@@ -1,0 +1,109 @@
+"""Export drift: each site's newest export of a file against the one before it, counts only.
+
+Read from restricted.<table>_history (every row of every batch, with its key columns and a hash of
+its non-identifying values) and audit.load_ledger (which batches of which file were loaded). The
+profile never carries a key's value, only how many records and participants were dropped or
+changed.
+"""
+
+import duckdb
+import pandas as pd
+
+from pod_pipeline.ingest.specs import SPECS
+from pod_pipeline.quality.profiles import table_exists
+
+# The participant each file's rows belong to (honos: the study id its NHS number linked to).
+PARTICIPANT_COLUMN = {"register": "study_id", "redcap_records": "record_id",
+                      "honos": "_study_id", "network_meetings": "study_id"}
+COLUMNS = ("site", "previous_export", "current_export", "records_previous", "records_current",
+           "records_dropped", "records_changed", "participants_previous",
+           "participants_current", "participants_dropped", "share_records_dropped",
+           "share_records_changed", "share_participants_dropped")
+
+
+def drift(con: duckdb.DuckDBPyConnection, file: str) -> pd.DataFrame:
+    """Site (with two loaded exports of the file): records and participants dropped, changed."""
+    spec = SPECS[file]
+    if not table_exists(con, "restricted", f"{spec.table}_history"):
+        return pd.DataFrame(columns=list(COLUMNS))
+    key = "concat_ws(chr(31), " + ", ".join(f"coalesce(h.\"{c}\", '')" for c in spec.key) + ")"
+    participant = f'h."{PARTICIPANT_COLUMN[spec.table]}"'
+    return con.execute(f"""
+        with exports as (
+            select site, export_id,
+                row_number() over (partition by site order by export_id desc) as recency
+            from audit.load_ledger where file = $file and status = 'loaded'
+        ),
+        pairs as (
+            select site, max(export_id) filter (where recency = 2) as previous_export,
+                max(export_id) filter (where recency = 1) as current_export
+            from exports where recency <= 2 group by site having count(*) = 2
+        ),
+        records as materialized (
+            -- One row per site and key across both exports, in one pass over the history. A key
+            -- loaded twice in one export compares its hashes as a range.
+            select h._site as site, {key} as record_key,
+                count(*) filter (where e.recency = 2) > 0 as in_previous,
+                count(*) filter (where e.recency = 1) > 0 as in_current,
+                min(h._row_hash) filter (where e.recency = 2) as previous_low,
+                max(h._row_hash) filter (where e.recency = 2) as previous_high,
+                min(h._row_hash) filter (where e.recency = 1) as current_low,
+                max(h._row_hash) filter (where e.recency = 1) as current_high,
+                any_value({participant}) filter (where e.recency = 2) as previous_participant,
+                any_value({participant}) filter (where e.recency = 1) as current_participant
+            from restricted.{spec.table}_history as h
+            inner join exports as e on h._site = e.site and h._export_id = e.export_id
+            where e.recency <= 2 and h._status = 'loaded'
+            group by all
+        ),
+        compared as (
+            select site, count(*) filter (where in_previous) as records_previous,
+                count(*) filter (where in_current) as records_current,
+                count(*) filter (where in_previous and not in_current) as records_dropped,
+                count(*) filter (
+                    where in_previous and in_current
+                        and (previous_low <> current_low or previous_high <> current_high)
+                ) as records_changed
+            from records group by site
+        ),
+        people as (
+            select site, count(*) filter (where in_previous) as participants_previous,
+                count(*) filter (where in_current) as participants_current,
+                count(*) filter (where in_previous and not in_current) as participants_dropped
+            from (
+                select site, participant, bool_or(side = 2) as in_previous,
+                    bool_or(side = 1) as in_current
+                from (select site, previous_participant as participant, 2 as side from records
+                      union all
+                      select site, current_participant, 1 from records)
+                where participant is not null
+                group by all
+            )
+            group by site
+        )
+        select pairs.site, previous_export, current_export,
+            coalesce(records_previous, 0) as records_previous,
+            coalesce(records_current, 0) as records_current,
+            coalesce(records_dropped, 0) as records_dropped,
+            coalesce(records_changed, 0) as records_changed,
+            coalesce(participants_previous, 0) as participants_previous,
+            coalesce(participants_current, 0) as participants_current,
+            coalesce(participants_dropped, 0) as participants_dropped,
+            cast(records_dropped as double) / nullif(records_previous, 0) as share_records_dropped,
+            -- Changed among the records carried over, so a drop is not counted twice.
+            cast(records_changed as double) / nullif(records_previous - records_dropped, 0)
+                as share_records_changed,
+            cast(participants_dropped as double) / nullif(participants_previous, 0)
+                as share_participants_dropped
+        from pairs
+        left join compared on pairs.site = compared.site
+        left join people on pairs.site = people.site
+        order by pairs.site
+    """, {"file": file}).df()[list(COLUMNS)]
+
+
+def single_export_sites(con: duckdb.DuckDBPyConnection, file: str) -> int:
+    """Sites with one loaded export of the file: nothing to compare yet."""
+    return con.execute("select count(*) from (select site from audit.load_ledger where file = $f "
+                       "and status = 'loaded' group by site having count(*) = 1)",
+                       {"f": file}).fetchall()[0][0]

@@ -1,0 +1,150 @@
+"""Small per-group profiles of the marts, computed in DuckDB, for the GX suites to validate.
+
+Each function answers with one aggregate query (a few hundred rows at most, at any trial size), so
+a check never pulls a mart into pandas. Seeds are read from dbt_project/seeds when the check runs:
+a score is checked against the bounds it was scored with, not a copy of them.
+"""
+
+import duckdb
+import pandas as pd
+
+from pod_pipeline.settings import SEEDS_DIR
+
+
+def table_exists(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
+    return bool(con.execute("select 1 from information_schema.tables where table_schema = $s "
+                            "and table_name = $t", {"s": schema, "t": table}).fetchall())
+
+
+def seed(name: str) -> str:
+    """SQL reading a dbt seed CSV as text, as ingestion does (dbt_project/seeds/<name>.csv)."""
+    path = str(SEEDS_DIR / f"{name}.csv").replace("'", "''")
+    return f"read_csv('{path}', header = true, all_varchar = true)"
+
+
+def completeness(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """Site × arm × timepoint × instrument: due assessments, scored, share scored (worst first)."""
+    return con.execute("""
+        select site, arm, timepoint, instrument, cast(expected as bigint) as expected,
+            cast(scored as bigint) as scored,
+            cast(scored as double) / nullif(expected, 0) as share_scored
+        from marts.completeness
+        order by share_scored nulls last, site, arm, timepoint_order, instrument
+    """).df()
+
+
+_BASELINE_DUE = """
+    from marts.participants as p
+    inner join marts.participant_timepoints as t
+        on t.participant_id = p.participant_id and t.timepoint = 'baseline'
+    where t.timepoint_status = 'due'
+"""
+
+
+def baseline(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """Site: participants whose baseline is due, with and without a baseline."""
+    return con.execute(f"""
+        select p.site, count(*) as baseline_due,
+            count(*) filter (where p.has_baseline) as with_baseline,
+            count(*) filter (where not p.has_baseline) as participants_without_baseline
+        {_BASELINE_DUE}
+        group by p.site order by p.site
+    """).df()
+
+
+def participants_without_baseline(con: duckdb.DuckDBPyConnection,
+                                  limit: int = 20) -> list[tuple]:
+    """A sample of (site, participant_id) to chase: study ids are pseudonymous."""
+    return con.execute(f"""
+        select p.site, p.participant_id {_BASELINE_DUE} and not p.has_baseline
+        order by p.site, p.participant_id limit $limit
+    """, {"limit": limit}).fetchall()
+
+
+def visit_windows(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """Site × timepoint: visits that happened, how many inside the window, the share."""
+    return con.execute("""
+        select site, timepoint, count(visit_date) as visits,
+            count(*) filter (where visit_date is not null and is_in_window) as in_window,
+            cast(count(*) filter (where visit_date is not null and is_in_window) as double)
+                / nullif(count(visit_date), 0) as share_in_window
+        from marts.participant_timepoints
+        group by site, timepoint, timepoint_order
+        order by site, timepoint_order
+    """).df()
+
+
+def _score_values(con: duckdb.DuckDBPyConnection, table: str) -> str:
+    """SQL of (participant_id, timepoint, scale, value) for every score a mart holds."""
+    if table == "outcome_scores":
+        # The long mart names parameters; outcome_parameters.csv maps each (and eq5d_index's
+        # value set) to the scale it was scored on.
+        return f"""
+            select o.participant_id, o.timepoint, p.scale, cast(o.value as double) as value
+            from marts.outcome_scores as o
+            inner join {seed('outcome_parameters')} as p
+                on o.parameter = p.parameter
+                and coalesce(o.value_set, '') = coalesce(p.value_set, '')"""
+    # Wide marts: every column named after a scale of instrument_scales.csv.
+    columns = [c for (c,) in con.execute(f"""
+        select column_name from information_schema.columns
+        where table_schema = 'marts' and table_name = $t
+            and column_name in (select scale from {seed('instrument_scales')})
+        order by ordinal_position""", {"t": table}).fetchall()]
+    if not columns:
+        return ("select '' as participant_id, '' as timepoint, '' as scale, 0.0 as value "
+                "where false")
+    casts = ", ".join(f'cast("{c}" as double) as "{c}"' for c in columns)
+    return f"""
+        select participant_id, timepoint, scale, value
+        from (unpivot (select participant_id, timepoint, {casts} from marts.{table})
+              on {", ".join(f'"{c}"' for c in columns)} into name scale value value)"""
+
+
+def _checked_scores(con: duckdb.DuckDBPyConnection, table: str) -> str:
+    """Each score beside its scale's bounds, decimals and converted values (from the seeds)."""
+    return f"""
+        with scales as (
+            select scale, cast(min_score as double) as min_score,
+                cast(max_score as double) as max_score, cast(decimals as integer) as decimals
+            from {seed('instrument_scales')}
+        ),
+        conversions as (
+            select scale, list(cast(converted_score as double)) as allowed
+            from {seed('score_conversions')} group by scale
+        ),
+        scores as ({_score_values(con, table)})
+        select scores.*, scales.min_score, scales.max_score,
+            scores.value < scales.min_score or scores.value > scales.max_score
+                as is_out_of_range,
+            abs(scores.value - round(scores.value, scales.decimals)) > 1e-9
+                or not coalesce(list_contains(conversions.allowed,
+                                              round(scores.value, scales.decimals)), true)
+                as is_not_allowed
+        from scores
+        inner join scales on scores.scale = scales.scale
+        left join conversions on scores.scale = conversions.scale
+    """
+
+
+def scores(con: duckdb.DuckDBPyConnection, table: str) -> pd.DataFrame:
+    """Scale: n, min, max, the seed's bounds, values out of range or not allowed."""
+    return con.execute(f"""
+        select scale, count(*) as n, min(value) as min_value, max(value) as max_value,
+            any_value(min_score) as min_score, any_value(max_score) as max_score,
+            count(*) filter (where is_out_of_range) as n_out_of_range,
+            count(*) filter (where is_not_allowed) as n_not_allowed
+        from ({_checked_scores(con, table)})
+        group by scale order by scale
+    """).df()
+
+
+def failing_scores(con: duckdb.DuckDBPyConnection, table: str, limit: int = 20) -> list[tuple]:
+    """A sample of failing scores: participant_id (pseudonymous), timepoint, scale, value."""
+    return con.execute(f"""
+        select participant_id, timepoint, scale, value,
+            case when is_out_of_range then 'out of range' else 'not allowed' end as problem
+        from ({_checked_scores(con, table)})
+        where is_out_of_range or is_not_allowed
+        order by all limit $limit
+    """, {"limit": limit}).fetchall()
