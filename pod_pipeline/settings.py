@@ -45,6 +45,8 @@ class Settings:
     # Completeness of due assessments (share scored): below warn -> warning, below error -> blocks.
     completeness_warn_below: float = 0.80
     completeness_error_below: float = 0.50
+    # Groups with fewer due assessments than this are too small to block on (they can still warn).
+    completeness_min_due: int = 5
 
     @property
     def uses_demo_key(self) -> bool:
@@ -99,6 +101,7 @@ class Settings:
             suppress_counts_below=_int(env, "POD_SUPPRESS_COUNTS_BELOW", 8, minimum=1),
             completeness_warn_below=_share(env, "POD_COMPLETENESS_WARN_BELOW", 0.80),
             completeness_error_below=_share(env, "POD_COMPLETENESS_ERROR_BELOW", 0.50),
+            completeness_min_due=_int(env, "POD_COMPLETENESS_MIN_DUE", 5, minimum=1),
         )
 
     def dbt_vars(self) -> dict[str, str]:

@@ -153,6 +153,22 @@ def test_completeness_below_the_error_threshold_blocks_and_below_warn_only_warns
     assert after(mart("completeness")) in materialized(result)
 
 
+def test_a_group_with_too_few_due_assessments_warns_but_does_not_block(
+    work_db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    group = "where site = 's01' and arm = 'POD' and timepoint = 'baseline' and instrument = 'wemwbs'"
+    sql(work_db, f"update marts.completeness set expected = 3, scored = 0 {group}")
+    result = materialize([completeness_of_due_assessments], [mart("completeness")])
+    check = evaluation(result, mart("completeness"), "completeness_of_due_assessments")
+    assert (check.passed, check.severity) == (False, WARN)
+    assert after(mart("completeness")) in materialized(result)
+    monkeypatch.setenv("POD_COMPLETENESS_MIN_DUE", "3")
+    result = materialize([completeness_of_due_assessments], [mart("completeness")])
+    check = evaluation(result, mart("completeness"), "completeness_of_due_assessments")
+    assert (check.passed, check.severity) == (False, ERROR)
+    assert after(mart("completeness")) not in materialized(result)
+
+
 def test_completeness_thresholds_come_from_the_settings(
     work_db: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -51,13 +51,17 @@ def _verdict(context: dg.AssetCheckExecutionContext, warehouse: Warehouse, suite
 @dg.asset_check(
     asset=mart("completeness"), name="completeness_of_due_assessments", blocking=True, pool=POOL,
     description="Share of due assessments scored per site × arm × timepoint × instrument: below "
-                "settings.completeness_warn_below warns, below completeness_error_below blocks.",
+                "settings.completeness_warn_below warns, below completeness_error_below blocks "
+                "(groups with at least completeness_min_due due assessments).",
 )
 def completeness_of_due_assessments(context: dg.AssetCheckExecutionContext,
                                     warehouse: Warehouse) -> dg.AssetCheckResult:
     settings = warehouse.settings
     with warehouse.connect() as con:
         profile = profiles.completeness(con)
+    # A group with one or two due assessments says little about a site: it can warn, not block.
+    judged = profile["expected"] >= settings.completeness_min_due
+    profile["share_scored_judged"] = profile["share_scored"].where(judged)
     thresholds = {"completeness_warn_below": settings.completeness_warn_below,
                   "completeness_error_below": settings.completeness_error_below}
     shares = profile["share_scored"]
@@ -65,7 +69,8 @@ def completeness_of_due_assessments(context: dg.AssetCheckExecutionContext,
         **thresholds,
         "groups": len(profile),
         "groups_below_warn": int((shares < settings.completeness_warn_below).sum()),
-        "groups_below_error": int((shares < settings.completeness_error_below).sum()),
+        "groups_below_error": int((profile["share_scored_judged"] < settings.completeness_error_below).sum()),
+        "completeness_min_due": settings.completeness_min_due,
         "assessments_due": int(profile["expected"].sum()),
         "assessments_scored": int(profile["scored"].sum()),
         "completeness": _table(profile),  # worst groups first
