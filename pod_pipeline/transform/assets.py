@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -76,8 +77,17 @@ def pod_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource,
         failure = exc
     with warehouse.connect() as con:
         yield from (_with_row_count(con, invocation.manifest, event) for event in events)
+    _prune_invocation_targets(keep=3)
     if failure is not None:
         raise failure
+
+
+def _prune_invocation_targets(keep: int) -> None:
+    """dagster-dbt gives every invocation a target folder of its own: keep the newest few."""
+    folders = sorted((p for p in TARGET_DIR.glob("pod_dbt_models-*") if p.is_dir()),
+                     key=lambda p: p.stat().st_mtime, reverse=True)
+    for folder in folders[keep:]:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _with_row_count(con: duckdb.DuckDBPyConnection, manifest: Mapping[str, Any], event: Any) -> Any:
