@@ -2,7 +2,6 @@
 
 import collections
 import json
-from pathlib import Path
 
 import duckdb
 import pytest
