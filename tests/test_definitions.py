@@ -1,0 +1,53 @@
+"""The code location loads, and its graph is what we meant: a rename shows up as a diff here.
+
+Regenerate the snapshot after an intended change with:
+    POD_UPDATE_SNAPSHOT=1 .venv/bin/pytest tests/test_definitions.py
+"""
+
+import json
+import os
+from pathlib import Path
+
+import dagster as dg
+
+from pod_pipeline.definitions import defs
+
+SNAPSHOT = Path(__file__).parent / "snapshots" / "definitions.json"
+EXPECTED_GROUPS = {"ingestion", "dbt_seeds", "dbt_staging", "dbt_intermediate", "dbt_marts", "quality",
+                   "analysis", "delivery"}
+
+
+def graph() -> dict:
+    repository = defs.get_repository_def()
+    graph = repository.asset_graph
+    return {
+        "assets": sorted(f"{graph.get(key).group_name}: {key.to_user_string()}"
+                         for key in graph.materializable_asset_keys),
+        "checks": sorted(f"{key.asset_key.to_user_string()} :: {key.name}" for key in graph.asset_check_keys),
+        "jobs": sorted(job.name for job in repository.get_all_jobs() if not job.name.startswith("__")),
+        "schedules": sorted(f"{s.name}: {s.cron_schedule} {s.execution_timezone}"
+                            for s in repository.schedule_defs),
+        "sensors": sorted(s.name for s in repository.sensor_defs),
+    }
+
+
+def test_definitions_load_with_every_group() -> None:
+    dg.Definitions.validate_loadable(defs)
+    groups = {line.split(":")[0] for line in graph()["assets"]}
+    assert groups == EXPECTED_GROUPS
+
+
+def test_graph_matches_the_snapshot() -> None:
+    current = graph()
+    if os.environ.get("POD_UPDATE_SNAPSHOT"):
+        SNAPSHOT.write_text(json.dumps(current, indent=1) + "\n")
+    assert current == json.loads(SNAPSHOT.read_text())
+
+
+def test_marts_of_the_contract_are_assets() -> None:
+    contract = {"participants", "participant_timepoints", "outcome_scores", "outcome_summary", "carer_timepoints",
+                "network_meetings", "network_meeting_summary", "completeness", "participant_flow",
+                "service_use_costs", "cost_effectiveness", "cost_effectiveness_summary",
+                "cost_effectiveness_acceptability", "missing_assessments", "quarantine"}
+    keys = {line.split(": ", 1)[1] for line in graph()["assets"]}
+    assert {f"marts/{name}" for name in contract} <= keys
