@@ -11,6 +11,7 @@ from pathlib import Path
 
 import dagster as dg
 import duckdb
+from dagster_shared.error import SerializableErrorInfo
 
 from pod_pipeline.settings import Settings, SettingsError
 
@@ -75,8 +76,11 @@ def execute(job_name: str = "refresh", run_config: dict | None = None, tags: dic
     with contextlib.ExitStack() as stack:
         if quiet:
             log_path = settings.warehouse_dir / "logs" / f"run-{dt.datetime.now():%Y%m%dT%H%M%S}.log"
-            log_path.parent.mkdir(parents=True, exist_ok=True)
-            log = stack.enter_context(log_path.open("w", encoding="utf-8"))
+            try:
+                log_path.parent.mkdir(parents=True, exist_ok=True)
+                log = stack.enter_context(log_path.open("w", encoding="utf-8"))
+            except OSError as exc:
+                raise SettingsError(f"cannot write the run log {log_path}: {exc.strerror}") from exc
             stack.enter_context(contextlib.redirect_stdout(log))
             stack.enter_context(contextlib.redirect_stderr(log))
         result = defs.resolve_job_def(job_name).execute_in_process(
@@ -92,8 +96,22 @@ def execute(job_name: str = "refresh", run_config: dict | None = None, tags: dic
         elif event.event_type_value == "STEP_FAILURE":
             summary.failed_steps.append(event.step_key)
             error = event.event_specific_data.error
-            summary.errors.append(f"{event.step_key}: {error.message.strip().splitlines()[0] if error else ''}")
+            summary.errors.append(f"{event.step_key}: {_root_cause(error) if error else ''}")
+    if summary.failed_steps:
+        # Dagster records no event for a step it does not start because an upstream step failed.
+        started = {e.step_key for e in result.all_events if e.event_type_value == "STEP_START"}
+        summary.skipped_steps += [node.name for node in result.job_def.nodes_in_topological_order
+                                  if node.name not in started | set(summary.skipped_steps)]
     return summary
+
+
+def _root_cause(error: SerializableErrorInfo) -> str:
+    """The first line of the innermost error: what went wrong (a full disk, a file that cannot be
+    opened, a failed dbt build), not the Dagster error that wraps it."""
+    while (error.cause or error.context) is not None:
+        error = error.cause or error.context
+    lines = error.message.strip().splitlines()
+    return lines[0] if lines else error.cls_name or "unknown error"
 
 
 def run_pipeline(force: bool = False) -> int:
@@ -142,6 +160,13 @@ def _published_section(settings: Settings) -> list[str]:
     database = settings.published_db if settings.published_db.exists() else settings.work_db
     if not database.exists():
         return ["No warehouse has been built yet."]
+    try:
+        return _tables_of(settings, database)
+    except duckdb.Error as exc:
+        return [f"\nCannot read {database}: {str(exc).splitlines()[0]}"]
+
+
+def _tables_of(settings: Settings, database: Path) -> list[str]:
     label = "Published marts" if database == settings.published_db else "Marts (working database)"
     lines = [f"\n{label}: {database}", f"  query: duckdb -readonly {database}"]
     if (settings.warehouse_dir / "marts").exists():
@@ -158,6 +183,13 @@ def _published_section(settings: Settings) -> list[str]:
 def _quarantine_section(settings: Settings) -> list[str]:
     if not settings.work_db.exists():
         return []
+    try:
+        return _quarantine_lines(settings)
+    except duckdb.Error as exc:
+        return [f"\nCannot read {settings.work_db}: {str(exc).splitlines()[0]}"]
+
+
+def _quarantine_lines(settings: Settings) -> list[str]:
     with duckdb.connect(str(settings.work_db), read_only=True) as con:
         exists = con.execute("select 1 from information_schema.tables where table_schema = 'raw' "
                              "and table_name = 'quarantine'").fetchall()

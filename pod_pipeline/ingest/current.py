@@ -4,6 +4,8 @@ The current snapshot of a file at a site is the newest loaded batch (by export_i
 accepted version of it; older batches stay in history. Only rows that passed ingestion reach it.
 """
 
+import contextlib
+
 import duckdb
 
 from pod_pipeline.ingest import rules
@@ -92,7 +94,8 @@ def refresh(con: duckdb.DuckDBPyConnection, file: str, sites: set[str] | None = 
             _create_empty(con, spec, target)
         con.execute("commit")
     except BaseException:
-        con.execute("rollback")
+        with contextlib.suppress(duckdb.Error):  # a failed commit has ended the transaction
+            con.execute("rollback")
         raise
     return con.execute(f"select count(*) from {target}").fetchall()[0][0]
 
