@@ -214,3 +214,16 @@ def test_fields_the_dictionary_flags_as_identifiers_stay_restricted(tmp_path: Pa
           dictionary=dictionary_rows(flagged))
     con = ingest(tmp_path / "lz", tmp_path / "w.duckdb")
     assert con.execute("select carer_id, cws_wb_01 from raw.redcap_records").fetchall() == [(None, "3")]
+
+
+def test_ten_digits_in_a_free_text_field_are_quarantined_without_the_value(tmp_path: Path) -> None:
+    register = [participant("KMPT-0001", nhs_number=NHS_A, cluster_id="943 476 5919"),
+                participant("KMPT-0002", nhs_number=NHS_B, cluster_id="GP-07")]
+    batch(tmp_path / "lz", "kmpt", E1, register=register,
+          honos_rows=[honos("H1", NHS_B, rater_role="Nurse 4010232137"), honos("H2", NHS_B)])
+    con = ingest(tmp_path / "lz", tmp_path / "w.duckdb")
+    assert [q[:4] for q in quarantine(con)] == [("honos.csv", 2, "rater_role", "identifier_in_text"),
+                                               ("register.csv", 2, "cluster_id", "identifier_in_text")]
+    details = " ".join(d for (d,) in con.execute("select detail from audit.quarantine").fetchall())
+    assert "5919" not in details and "2137" not in details
+    assert con.execute("select cluster_id from raw.register").fetchall() == [("GP-07",)]

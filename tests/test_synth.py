@@ -490,6 +490,8 @@ def _violates(
             return as_date(value) < as_date(record["consent_date"])
         consent = as_date(register[record["study_id"]]["consent_date"])
         return as_date(value) < consent - dt.timedelta(days=90)
+    if reason == "identifier_in_text":
+        return re.search(r"[0-9]{3} ?[0-9]{3} ?[0-9]{4}", value) is not None
     if reason == "inconsistent_value":
         if file == "register.csv":
             return record["withdrawal_type"] != "" and record["withdrawal_date"] == ""

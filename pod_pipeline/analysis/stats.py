@@ -59,8 +59,10 @@ LEVELS_SQL = """
 select
     respondent, arm, parameter, timepoint,
     count(value) as n,
-    avg(value) as mean,
-    stddev_samp(value) as sd,
+    -- Ordered aggregates: a parallel float sum depends on the order rows arrive in, and the same
+    -- data must give the same figures to the last bit in every delivery.
+    avg(value order by value) as mean,
+    stddev_samp(value order by value) as sd,
     quantile_cont(value, [0.25, 0.5, 0.75]) as quartiles,
     count(change) as n_paired,
     -- null, not 0, where the parameter has no meaningful-improvement threshold

@@ -6,6 +6,7 @@ quarantine (`audit.quarantine`, with file, line, column and reason). The ledger 
 the same transaction records the counts, so a crash leaves no half-loaded file.
 """
 
+import contextlib
 import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
@@ -95,11 +96,15 @@ def load_file(con: duckdb.DuckDBPyConnection, spec: FileSpec, batch: BatchFile,
             outcome = _load(con, spec, batch, staged, pseudonym_key, run_id)
         con.execute("commit")
     except BaseException:
-        con.execute("rollback")
+        # A failed commit (a full disk) has ended the transaction already: its error is the one
+        # to report, not the rollback's.
+        with contextlib.suppress(duckdb.Error):
+            con.execute("rollback")
         raise
     finally:
-        con.execute(f"drop table if exists {STAGE}; drop table if exists {CHECKED}; "
-                    "drop table if exists _reference")
+        with contextlib.suppress(duckdb.Error):
+            con.execute(f"drop table if exists {STAGE}; drop table if exists {CHECKED}; "
+                        "drop table if exists _reference")
     return outcome
 
 
@@ -226,7 +231,8 @@ def _quarantine_rows(con: duckdb.DuckDBPyConnection, malformed: list[tuple[int, 
     params = {**where, "at": at, "run_id": run_id, "sep": SEP}
     con.execute(
         "insert into audit.quarantine select $site, $export_id, $file, _line, "
-        "split_part(_first, $sep, 1), split_part(_first, $sep, 2), _detail, 'row', null, $at, $run_id "
+        "split_part(_first, $sep, 1), split_part(_first, $sep, 2), "
+        f"{rules.without_ten_digits('_detail')}, 'row', null, $at, $run_id "
         f"from {CHECKED} where _first is not null", params,
     )
     for line, detail in malformed:
@@ -237,7 +243,8 @@ def _quarantine_rows(con: duckdb.DuckDBPyConnection, malformed: list[tuple[int, 
         con.execute(
             "insert into audit.quarantine select $site, $export_id, $file, _line, "
             f"split_part({q('_i_' + instrument)}, $sep, 1), split_part({q('_i_' + instrument)}, $sep, 2), "
-            f"{q('_d_' + instrument)}, 'instrument', {lit(instrument)}, $at, $run_id "
+            f"{rules.without_ten_digits(q('_d_' + instrument))}, 'instrument', {lit(instrument)}, "
+            "$at, $run_id "
             f"from {CHECKED} where _first is null and {q('_i_' + instrument)} is not null", params,
         )
 
@@ -253,7 +260,8 @@ def _append_history(con: duckdb.DuckDBPyConnection, spec: FileSpec, header: list
         "_quarantined_instruments": "varchar", "_row_hash": "varchar", **derived,
     }
     _ensure_table(con, history, columns)
-    hashed = [c for c in header if c not in spec.identifiers]
+    # The hash drift is judged by: the contract's columns only (extra columns come and go).
+    hashed = [c for c in header if c not in spec.identifiers and (c in spec.required or _known_redcap(c, spec))]
     row_hash = "md5(concat_ws(chr(31), " + ", ".join(f"coalesce({q(c)}, chr(0))" for c in hashed) + "))"
     quarantined = "''" if not instruments else "concat_ws(',', " + ", ".join(
         f"case when {q('_i_' + i)} is not null then {lit(i)} end" for i in instruments) + ")"

@@ -24,7 +24,8 @@ REASONS: dict[str, Reason] = {
                "Put the batch in <site>/<export_id>/ matching the manifest."),
         Reason("file_missing", "batch", "A file listed in the manifest is not in the batch folder.",
                "Send the missing file, or re-seal the batch without it."),
-        Reason("checksum_mismatch", "batch", "A file's SHA-256 differs from the manifest: it changed after sealing or arrived damaged.",
+        Reason("checksum_mismatch", "batch", "A file's SHA-256 differs from the manifest: it changed after sealing "
+               "or arrived damaged.",
                "Re-export and re-seal the batch."),
         Reason("not_utf8", "file", "The file is not valid UTF-8 (the line of the first bad byte is given).",
                "Export as UTF-8 (CSV UTF-8 in Excel)."),
@@ -33,7 +34,8 @@ REASONS: dict[str, Reason] = {
                "Add the named column; header names are case-sensitive."),
         Reason("duplicate_column", "file", "A column name appears twice in the header.",
                "Remove or rename the repeated column."),
-        Reason("malformed_row", "row", "The row does not have the header's number of fields (often a stray comma or an unclosed quote).",
+        Reason("malformed_row", "row", "The row does not have the header's number of fields "
+               "(often a stray comma or an unclosed quote).",
                "Quote fields that contain commas, quotes or line breaks."),
         Reason("missing_value", "row", "A required field is empty.", "Fill in the named field."),
         Reason("invalid_format", "row", "The value does not have the required form (e.g. study_id like KMPT-0007).",
@@ -42,7 +44,8 @@ REASONS: dict[str, Reason] = {
                "Use YYYY-MM-DD (HoNOS also DD/MM/YYYY)."),
         Reason("invalid_code", "row", "The value is not in the field's code list.",
                "Use one of the documented codes."),
-        Reason("not_a_number", "instrument", "Text in a numeric field that is not a number nor a REDCap missing-data code.",
+        Reason("not_a_number", "instrument", "Text in a numeric field that is not a number "
+               "nor a REDCap missing-data code.",
                "Enter the number, or UNK / NASK / ASKU / NA for a missing value."),
         Reason("out_of_range", "instrument", "A number outside the field's allowed range.",
                "Check the value against the instrument's scale."),
@@ -52,7 +55,8 @@ REASONS: dict[str, Reason] = {
                "Check the register's NHS number, or leave the rating out of the extract."),
         Reason("duplicate_key", "row", "The row's key appears more than once in the file; every copy is quarantined.",
                "Keep one row per key."),
-        Reason("date_order", "row", "Dates in the wrong order (withdrawal before consent; a meeting more than 90 days before consent).",
+        Reason("date_order", "row", "Dates in the wrong order (withdrawal before consent; "
+               "a meeting more than 90 days before consent).",
                "Correct the dates."),
         Reason("unknown_participant", "row", "The study_id / record_id is not in the site's register.",
                "Add the participant to the register, or correct the id."),
@@ -60,9 +64,15 @@ REASONS: dict[str, Reason] = {
                "Correct the event or the register."),
         Reason("invalid_event", "row", "redcap_event_name is not a study event.",
                "Use baseline_arm_N, month_3_arm_N or month_6_arm_N."),
-        Reason("invalid_repeat", "row", "Repeat instrument and instance do not fit together (a carer row needs an instance; other rows none).",
+        Reason("invalid_repeat", "row", "Repeat instrument and instance do not fit together "
+               "(a carer row needs an instance; other rows none).",
                "Export the carer questionnaire as a repeating instrument."),
-        Reason("inconsistent_value", "row", "Fields that contradict each other (e.g. a HoNOS item 8 problem type with item 8 = 0, a withdrawal type without a date).",
+        Reason("identifier_in_text", "row", "A free-text field (cluster_id, rater_role, carer_id) holds ten digits, "
+               "perhaps an NHS number; the value is withheld.",
+               "Remove the number from the field: identifiers belong only in nhs_number."),
+        Reason("inconsistent_value", "row", "Fields that contradict each other "
+               "(e.g. a HoNOS item 8 problem type with item 8 = 0, "
+               "a withdrawal type without a date, a participant questionnaire value on a carer row).",
                "Correct the related fields together."),
     ]
 }

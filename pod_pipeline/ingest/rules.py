@@ -47,6 +47,23 @@ def shown(column: str, identifier: bool = False) -> str:
     return f"'''' || left({printable}, 40) || ''''"
 
 
+def without_ten_digits(expression: str) -> str:
+    """SQL: the text with every run of ten digits (spaced 3-3-4 or not) withheld.
+
+    Quarantine details leave the restricted schema; an NHS number typed into the wrong field, or
+    quoted whole by a rule's detail, must not go with them.
+    """
+    return (f"regexp_replace({expression}, '[0-9]{{3}} ?[0-9]{{3}} ?[0-9]{{4}}', "
+            "'(10 digits withheld)', 'g')")
+
+
+def free_text(column: str) -> Rule:
+    """A free-text field must not hold ten digits: an NHS number typed in the wrong place would
+    leave the restricted schema with the row (and block every publication at the mart check)."""
+    return when(column, "identifier_in_text", f"regexp_matches({q(column)}, '[0-9]{{3}} ?[0-9]{{3}} ?[0-9]{{4}}')",
+                f"'{column} holds ten digits, perhaps an NHS number (value withheld)'")
+
+
 def iso_date_ok(column: str) -> str:
     value = q(column)
     return (f"(regexp_full_match({value}, '[0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}}') "

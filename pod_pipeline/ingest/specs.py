@@ -58,6 +58,7 @@ def _register_rules(site: str) -> list[Rule]:
         r.code("ethnic_category", ETHNIC_CODES),
         r.required("arm"),
         r.code("arm", ("POD", "TAU")),
+        r.free_text("cluster_id"),
         r.required("consent_date"),
         r.date("consent_date"),
         r.date("withdrawal_date"),
@@ -86,7 +87,8 @@ def _redcap_rules(site: str) -> list[Rule]:
                f"'redcap_event_name = ' || {r.shown('redcap_event_name')} || ' is not a study event'"),
         r.code("redcap_repeat_instrument", (CARER_INSTRUMENT,)),
         Rule("redcap_repeat_instance",
-             f"case when {carer} and not coalesce(regexp_full_match(redcap_repeat_instance, '[1-9][0-9]{{0,3}}'), false) "
+             f"case when {carer} "
+             "and not coalesce(regexp_full_match(redcap_repeat_instance, '[1-9][0-9]{0,3}'), false) "
              "then 'invalid_repeat' "
              "when redcap_repeat_instrument is null and redcap_repeat_instance is not null then 'invalid_repeat' end",
              "'redcap_repeat_instance ' || coalesce('''' || redcap_repeat_instance || '''', 'empty') "
@@ -96,11 +98,26 @@ def _redcap_rules(site: str) -> list[Rule]:
                f"|| ' is not this site ({site})'"),
         Rule("carer_id", f"case when {carer} and carer_id is null then 'missing_value' end",
              "'carer_id is empty in a carer questionnaire row'"),
+        r.free_text("carer_id"),
+        # A row collects the carer questionnaire (a repeat instance) or the participant's
+        # instruments, never both: the other kind's fields are empty (contract 5).
+        *(_not_collected(item) for item in r.instrument_items()),
         r.when("record_id", "unknown_participant", "reg.ref_study_id is null",
                f"'record_id ' || {r.shown('record_id')} || ' is not in the site''s register'"),
         r.when("redcap_event_name", "arm_mismatch", f"reg.ref_arm is not null and {event_arm} <> reg.ref_arm",
-               "'event ' || redcap_event_name || ' is for arm ' || " + event_arm + " || ', the register says ' || reg.ref_arm"),
+               "'event ' || redcap_event_name || ' is for arm ' || " + event_arm
+               + " || ', the register says ' || reg.ref_arm"),
     ]
+
+
+def _not_collected(item: r.Item) -> Rule:
+    """A value in a field of an instrument this kind of REDCap row does not collect."""
+    carer = item.instrument == CARER_INSTRUMENT
+    row = "a participant row" if carer else "a carer questionnaire row"
+    return r.when(item.field_name, "inconsistent_value",
+                  f"redcap_repeat_instrument is {'' if carer else 'not '}distinct from "
+                  f"'{CARER_INSTRUMENT}'",
+                  r.lit(f"{item.field_name} has a value, but {row} does not collect {item.instrument}"))
 
 
 def _honos_rules(site: str) -> list[Rule]:
@@ -118,6 +135,7 @@ def _honos_rules(site: str) -> list[Rule]:
         r.nhs_number("nhs_number", sql_nhs_number_is_valid(q("nhs_number"))),
         r.required("assessment_date"),
         r.date("assessment_date", uk_allowed=True),
+        r.free_text("rater_role"),
         *item_rules,
         r.code(problem, tuple("ABCDEFGHIJ")),
         Rule(problem,

@@ -68,6 +68,11 @@ REGISTER_DEFECTS: dict[str, tuple[str, str, Overrides]] = {
         "withdrawal_type",
         lambda b, r: {"withdrawal_type": "died"},
     ),
+    "nhs_number_as_cluster": (
+        "identifier_in_text",
+        "cluster_id",
+        lambda b, r: {"cluster_id": "943 476 5919"},
+    ),
 }
 
 HONOS_DEFECTS: dict[str, tuple[str, str, Overrides]] = {
