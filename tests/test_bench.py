@@ -84,7 +84,9 @@ def test_bench_smoke_run_at_50_and_10000(tmp_path: Path) -> None:
             pipeline_rows = con.execute("select count(*) from marts.participant_timepoints").fetchone()[0]
         with duckdb.connect(str(work / "reference" / f"{size}.duckdb"), read_only=True) as con:
             reference_rows = con.execute("select count(*) from participant_timepoints").fetchone()[0]
-        assert pipeline_rows == reference_rows == int(size) * 3
+        assert pipeline_rows == reference_rows
+        # every participant x 3 timepoints, less those erased by an all_data withdrawal
+        assert int(size) * 3 * 0.9 <= pipeline_rows <= int(size) * 3
 
     at_10k = report["results"]["10000"]
     assert at_10k["incremental"]["returncode"] == 0 and at_10k["noop"]["returncode"] == 0
