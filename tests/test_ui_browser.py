@@ -1,4 +1,4 @@
-"""The Dagster UI in a real browser: `pod ui` on a small synthetic landing zone, driven by Chromium.
+"""The Dagster UI in a real browser: `pod ui` on the bundled sample, driven by Chromium.
 
 Screenshots land in test-artifacts/ui/ (also on failure), with dagster dev's log beside them.
 """
@@ -20,8 +20,7 @@ import pytest
 
 from pod_pipeline.delivery.ui import start_ui, stop_ui
 from pod_pipeline.runner import prepare_instance
-from pod_pipeline.settings import PROJECT_ROOT, Settings
-from pod_pipeline.synth import generate
+from pod_pipeline.settings import PROJECT_ROOT, SAMPLE_LANDING_DIR, Settings
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
@@ -89,11 +88,12 @@ def wait_for_server(url: str, process: subprocess.Popen, seconds: float = 240) -
 def ui(
     pod_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[tuple[str, dict[str, list[str]]]]:
-    """`pod ui` on its own DAGSTER_HOME and a one-site synthetic landing zone, stopped after."""
+    """`pod ui` on its own DAGSTER_HOME and a copy of the bundled sample, stopped after.
+
+    The sample is the zone every error-level check is proved to pass on (a tiny random zone can
+    fail completeness at error level, and the run would rightly fail)."""
     landing = tmp_path / "landing"
-    generate(
-        landing, sites=1, participants_per_site=12, seed=7, batches=1, messy=False, preset=None
-    )
+    shutil.copytree(SAMPLE_LANDING_DIR, landing)
     monkeypatch.setenv("POD_LANDING_DIR", str(landing))
     from pod_pipeline.definitions import defs
 
