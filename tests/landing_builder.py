@@ -90,12 +90,13 @@ def ingest(root: Path, db: Path) -> duckdb.DuckDBPyConnection:
     for file in KNOWN_FILES:
         for pending in landing.pending_files(con, root, file):
             load.load_file(con, SPECS[file], pending, KEY)
-        current.refresh(con, file)
+        current.refresh(con, file, KEY)
     current.refresh_audit_views(con)
     return con
 
 
 def quarantine(con: duckdb.DuckDBPyConnection) -> list[tuple]:
-    """(file, line, column, reason, scope, instrument), sorted."""
-    return con.execute('select file, line, "column", reason, scope, instrument from audit.quarantine '
+    """(file, line, column, reason, scope, instrument), sorted: every quarantine entry of every batch,
+    with the cross-file verdicts on the current files."""
+    return con.execute('select file, line, "column", reason, scope, instrument from raw.quarantine '
                        'order by file, line nulls first, "column", reason').fetchall()

@@ -3,6 +3,7 @@
 import json
 from pathlib import Path
 
+import duckdb
 import pytest
 from landing_builder import (
     KEY,
@@ -227,3 +228,112 @@ def test_ten_digits_in_a_free_text_field_are_quarantined_without_the_value(tmp_p
     details = " ".join(d for (d,) in con.execute("select detail from audit.quarantine").fetchall())
     assert "5919" not in details and "2137" not in details
     assert con.execute("select cluster_id from raw.register").fetchall() == [("GP-07",)]
+
+
+def _current_quarantine(con) -> list[tuple]:
+    return con.execute('select file, export_id, line, "column", reason from raw.quarantine '
+                       "where is_current_export and scope = 'row' order by all").fetchall()
+
+
+def test_rows_delivered_before_their_participant_is_registered_come_back_when_the_register_catches_up(
+        tmp_path: Path) -> None:
+    """Issue 11's scenario: the register of batch 1 is rejected whole (a duplicated column), so the
+    participant recruited that month is in no accepted register while their meeting log, REDCap and
+    HoNOS rows load; batch 2 re-sends a good register and leaves the other files out."""
+    root = tmp_path / "lz"
+    db = tmp_path / "w.duckdb"
+    batch(root, "kmpt", E1, register=[participant("KMPT-0001", nhs_number=NHS_A)])
+    first = batch(root, "kmpt", E3, register=[participant("KMPT-0001", nhs_number=NHS_A),
+                                              participant("KMPT-0002", nhs_number=NHS_B)],
+                  meetings=[meeting("M1", "KMPT-0001"), meeting("M2", "KMPT-0002")],
+                  redcap_rows=[redcap("KMPT-0001"), redcap("KMPT-0002", wemwbs_01="3")],
+                  honos_rows=[honos("H1", NHS_A), honos("H2", NHS_B)], dictionary=dictionary_rows())
+    register = first / "register.csv"
+    lines = register.read_text().splitlines()
+    register.write_text("\n".join([lines[0] + ",arm", *(line + ",POD" for line in lines[1:])]) + "\n")
+    from pod_pipeline.ingest.manifest import seal_batch
+
+    seal_batch(first)
+    con = ingest(root, db)
+    assert ("register.csv", E3, None, "arm", "duplicate_column") in con.execute(
+        'select file, export_id, line, "column", reason from raw.quarantine where is_current_export').fetchall()
+    assert _current_quarantine(con) == [
+        ("honos.csv", E3, 3, "nhs_number", "unlinked"),
+        ("network_meetings.csv", E3, 3, "study_id", "unknown_participant"),
+        ("redcap_records.csv", E3, 3, "record_id", "unknown_participant")]
+    assert con.execute("select meeting_id from raw.network_meetings").fetchall() == [("M1",)]
+    con.close()
+
+    batch(root, "kmpt", E2, register=[participant("KMPT-0001", nhs_number=NHS_A),
+                                      participant("KMPT-0002", nhs_number=NHS_B)])
+    con = ingest(root, db)
+    assert _current_quarantine(con) == []
+    assert con.execute("select meeting_id, export_id from raw.network_meetings order by 1").fetchall() == [
+        ("M1", E3), ("M2", E3)]
+    assert con.execute("select record_id, wemwbs_01 from raw.redcap_records order by 1").fetchall() == [
+        ("KMPT-0001", None), ("KMPT-0002", "3")]
+    assert con.execute("select assessment_id, study_id from raw.honos order by 1").fetchall() == [
+        ("H1", "KMPT-0001"), ("H2", "KMPT-0002")]
+    # History and the ledger only grew: the meeting log was loaded once, with its own verdicts.
+    assert con.execute("select count(*) from audit.load_ledger where file = 'network_meetings.csv'"
+                       ).fetchall() == [(1,)]
+    assert con.execute("select count(*), count(*) filter (where _status = 'loaded') "
+                       "from restricted.network_meetings_history").fetchall() == [(2, 2)]
+    for file in KNOWN_FILES:
+        assert conservation_failures(con, file) == [], file
+
+
+def test_a_participant_dropped_from_the_register_or_renumbered_sends_their_rows_to_quarantine(
+        tmp_path: Path) -> None:
+    root = tmp_path / "lz"
+    db = tmp_path / "w.duckdb"
+    batch(root, "kmpt", E1, register=[participant("KMPT-0001", nhs_number=NHS_A),
+                                      participant("KMPT-0002", nhs_number=NHS_B)],
+          meetings=[meeting("M1", "KMPT-0001"), meeting("M2", "KMPT-0002")],
+          redcap_rows=[redcap("KMPT-0001"), redcap("KMPT-0002", "baseline_arm_1")],
+          honos_rows=[honos("H1", NHS_A), honos("H2", NHS_B)])
+    ingest(root, db).close()
+    # KMPT-0002 leaves the register; KMPT-0001's NHS number is corrected; KMPT-0003 joins in arm TAU
+    # under the REDCap record that was KMPT-0002's... no: the arm of KMPT-0001 changes to TAU.
+    batch(root, "kmpt", E2, register=[participant("KMPT-0001", nhs_number="9990000018", arm="TAU")])
+    con = ingest(root, db)
+    assert _current_quarantine(con) == [
+        ("honos.csv", E1, 2, "nhs_number", "unlinked"),
+        ("honos.csv", E1, 3, "nhs_number", "unlinked"),
+        ("network_meetings.csv", E1, 3, "study_id", "unknown_participant"),
+        ("redcap_records.csv", E1, 2, "redcap_event_name", "arm_mismatch"),
+        ("redcap_records.csv", E1, 3, "record_id", "unknown_participant")]
+    assert con.execute("select meeting_id from raw.network_meetings").fetchall() == [("M1",)]
+    assert con.execute("select count(*) from raw.honos").fetchall() == [(0,)]
+    assert con.execute("select count(*) from raw.redcap_records").fetchall() == [(0,)]
+    details = " ".join(d for (d,) in con.execute("select detail from raw.quarantine").fetchall())
+    assert "9990000018" not in details and NHS_A not in details
+    for file in KNOWN_FILES:
+        assert conservation_failures(con, file) == [], file
+
+
+def test_a_run_with_nothing_new_rebuilds_no_site_and_a_new_register_rebuilds_only_its_site(tmp_path: Path) -> None:
+    root = tmp_path / "lz"
+    db = tmp_path / "w.duckdb"
+    for site in ("kmpt", "slam"):
+        prefix = site.upper()
+        batch(root, site, E1, register=[participant(f"{prefix}-0001")],
+              meetings=[meeting("M1", f"{prefix}-0001"), meeting("M2", f"{prefix}-0002")])
+    ingest(root, db).close()
+
+    def judged() -> list[tuple]:  # each cross-file verdict with the time it was reached
+        with duckdb.connect(str(db)) as con:
+            return con.execute("select site, line, quarantined_at from audit.cross_file_quarantine "
+                               "order by all").fetchall()
+
+    verdicts = judged()
+    assert [v[:2] for v in verdicts] == [("kmpt", 3), ("slam", 3)]
+    ingest(root, db).close()
+    assert judged() == verdicts
+    batch(root, "slam", E2, register=[participant("SLAM-0001"), participant("SLAM-0002")])
+    con = ingest(root, db)
+    assert _current_quarantine(con) == [("network_meetings.csv", E1, 3, "study_id", "unknown_participant")]
+    con.close()
+    assert judged() == [v for v in verdicts if v[0] == "kmpt"]  # kmpt was not re-judged
+    con = duckdb.connect(str(db))
+    assert con.execute("select count(*) from raw.network_meetings where site = 'slam'").fetchall() == [(2,)]

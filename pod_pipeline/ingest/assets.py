@@ -1,7 +1,6 @@
 """Dagster assets of the ingest group: landing batches in, raw tables and audit trail out."""
 
 import dagster as dg
-import duckdb
 
 from pod_pipeline.ingest import current, landing, ledger, load
 from pod_pipeline.ingest.manifest import KNOWN_FILES
@@ -64,20 +63,22 @@ def _raw_asset(file: str, deps: list[dg.AssetKey]) -> dg.AssetsDefinition:
 
     @dg.asset(key=RAW_KEYS[file], group_name=GROUP, deps=deps, pool="duckdb_writer",
               description=f"Current snapshot of {file}: one row per accepted row of each site's newest "
-                          f"batch that delivered it, without direct identifiers. History and quarantine "
-                          f"keep every row of every batch.")
+                          f"batch that delivered it (and, where it refers to participants, that the "
+                          f"site's current register knows), without direct identifiers. History and "
+                          f"quarantine keep every row of every batch.")
     def _asset(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
         settings = warehouse.settings
         with warehouse.connect() as con:
             load.ensure_schema(con)
             outcomes = [load.load_file(con, spec, batch, settings.pseudonym_key, context.run_id)
                         for batch in landing.pending_files(con, settings.landing_dir, file)]
-            changed = {o.file.site for o in outcomes if o.status == "loaded"}
-            first_build = not _exists(con, f"raw.{spec.table}")
-            rows = current.refresh(con, file, None if first_build else changed)
+            rows = current.refresh(con, file, settings.pseudonym_key, context.run_id)
             by_reason = con.execute(
                 "select reason, count(*) from audit.quarantine where file = $f and run_id = $r "
                 "group by reason order by 2 desc", {"f": file, "r": context.run_id}).fetchall()
+            cross_file = con.execute(
+                "select reason, count(*) from audit.cross_file_quarantine where file = $f "
+                "group by reason order by 2 desc", {"f": file}).fetchall()
             # Counts only: no participant's rows in metadata, where no erasure could reach them.
             preview = con.execute(f"select site, export_id, count(*), min(line_number), max(line_number) "
                                   f"from raw.{spec.table} group by all order by all").fetchall()
@@ -96,6 +97,8 @@ def _raw_asset(file: str, deps: list[dg.AssetKey]) -> dg.AssetsDefinition:
             "rows_quarantined": sum(o.rows_quarantined for o in outcomes),
             "instruments_quarantined": sum(o.instruments_quarantined for o in outcomes),
             "quarantined_by_reason": dg.MetadataValue.json(dict(by_reason)),
+            # Re-judged on every run against the current register, so a count for now, not for this run.
+            "cross_file_quarantine_now": dg.MetadataValue.json(dict(cross_file)),
             "read_methods": dg.MetadataValue.json({o.file.relative: o.method for o in outcomes if o.method}),
             "current_snapshot": dg.MetadataValue.md(markdown_table(
                 ["site", "export", "rows", "first line", "last line"], preview)),
@@ -103,12 +106,6 @@ def _raw_asset(file: str, deps: list[dg.AssetKey]) -> dg.AssetsDefinition:
 
     _asset.__name__ = f"raw_{spec.table}"
     return _asset
-
-
-def _exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
-    schema, name = table.split(".")
-    return bool(con.execute("select 1 from information_schema.tables where table_schema = $s "
-                            "and table_name = $t", {"s": schema, "t": name}).fetchall())
 
 
 raw_assets = [

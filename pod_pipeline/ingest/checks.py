@@ -9,39 +9,75 @@ from pod_pipeline.ingest.current import current_exports
 from pod_pipeline.ingest.specs import REDCAP_PLUMBING, SPECS
 from pod_pipeline.metadata import markdown_table
 from pod_pipeline.resources import Warehouse
+from pod_pipeline.sql import table_exists
 
 
 def conservation_failures(con: duckdb.DuckDBPyConnection, file: str) -> list[tuple]:
-    """Loaded files whose rows read differ from rows in history plus rows in quarantine."""
+    """Files whose rows are lost or counted twice, as (site, export, layer, rows read, loaded, quarantined).
+
+    Two layers, each of which must hold:
+    - `history`: for every loaded batch, rows read = rows kept in history as loaded (passing the
+      row rules) + rows quarantined at load;
+    - `current`: for each site's current file, every line is in `raw.<table>` or in the current
+      quarantine (its own row rules, or the cross-file rules judged now), never both, never neither.
+    """
     table = SPECS[file].table
-    exists = con.execute("select 1 from information_schema.tables where table_schema = 'restricted' "
-                         "and table_name = $t", {"t": f"{table}_history"}).fetchall()
-    history_rows = (f"select _site as site, _export_id as export_id, count(*) filter "
-                    f"(where _status = 'loaded') as loaded from restricted.{table}_history group by all"
-                    if exists else "select '' as site, '' as export_id, 0 as loaded where false")
+    if not table_exists(con, "restricted", f"{table}_history"):
+        history_rows = "select '' as site, '' as export_id, 0 as loaded where false"
+        raw_lines = "select '' as site, 0 as line where false"
+    else:
+        history_rows = (f"select _site as site, _export_id as export_id, count(*) filter "
+                        f"(where _status = 'loaded') as loaded from restricted.{table}_history group by all")
+        raw_lines = (f"select site, line_number as line from raw.{table}" if table_exists(con, "raw", table)
+                     else "select '' as site, 0 as line where false")
     return con.execute(f"""
         with entries as (
-            select site, export_id, rows_read, rows_loaded, rows_quarantined
+            select site, export_id, rows_read, rows_loaded, rows_quarantined,
+                   export_id = max(export_id) over (partition by site) as is_current
             from audit.load_ledger where file = $file and status = 'loaded'
         ),
         history as ({history_rows}),
         quarantined as (
             select site, export_id, count(*) as quarantined
             from audit.quarantine where file = $file and scope = 'row' group by all
+        ),
+        loaded_layer as (
+            select e.site, e.export_id, 'history' as layer, e.rows_read, coalesce(h.loaded, 0) as loaded,
+                   coalesce(q.quarantined, 0) as quarantined
+            from entries e
+            left join history h using (site, export_id)
+            left join quarantined q using (site, export_id)
+            where e.rows_read <> coalesce(h.loaded, 0) + coalesce(q.quarantined, 0)
+               or e.rows_loaded <> coalesce(h.loaded, 0) or e.rows_quarantined <> coalesce(q.quarantined, 0)
+        ),
+        current_lines as (
+            select site, line, true as in_raw from ({raw_lines})
+            union all
+            select q.site, q.line, false from audit.quarantine q
+            inner join entries e on e.site = q.site and e.export_id = q.export_id and e.is_current
+            where q.file = $file and q.scope = 'row'
+            union all
+            select site, line, false from audit.cross_file_quarantine where file = $file
+        ),
+        current_layer as (
+            select e.site, e.export_id, 'current' as layer, e.rows_read,
+                   count(l.line) filter (where l.in_raw) as loaded,
+                   count(l.line) filter (where not l.in_raw) as quarantined
+            from entries e left join current_lines l on l.site = e.site
+            where e.is_current
+            group by all
+            having e.rows_read <> count(l.line) or count(l.line) <> count(distinct l.line)
         )
-        select e.site, e.export_id, e.rows_read, coalesce(h.loaded, 0), coalesce(q.quarantined, 0)
-        from entries e
-        left join history h using (site, export_id)
-        left join quarantined q using (site, export_id)
-        where e.rows_read <> coalesce(h.loaded, 0) + coalesce(q.quarantined, 0)
-           or e.rows_loaded <> coalesce(h.loaded, 0) or e.rows_quarantined <> coalesce(q.quarantined, 0)
+        select * from loaded_layer union all select * from current_layer
         order by all
     """, {"file": file}).fetchall()
 
 
 def _conservation_check(file: str) -> dg.AssetChecksDefinition:
     @dg.asset_check(asset=RAW_KEYS[file], name="every_row_loaded_or_quarantined", blocking=True,
-                    description=f"For every loaded {file}: rows read = rows in history + rows quarantined.")
+                    description=f"Every row of every loaded {file} is in history or quarantined at load, and "
+                                f"every row of each site's current {file} is in the raw table or the "
+                                f"current quarantine: never both, never neither.")
     def _check(warehouse: Warehouse) -> dg.AssetCheckResult:
         with warehouse.connect(read_only=False) as con:
             files = con.execute("select count(*) from audit.load_ledger where file = $f and status = 'loaded'",
@@ -51,7 +87,7 @@ def _conservation_check(file: str) -> dg.AssetChecksDefinition:
             passed=not failures, severity=dg.AssetCheckSeverity.ERROR,
             description=None if not failures else f"{len(failures)} file(s) lost or double-counted rows",
             metadata={"files_checked": files, "failures": dg.MetadataValue.md(markdown_table(
-                ["site", "export", "rows read", "loaded", "quarantined"], failures))},
+                ["site", "export", "layer", "rows read", "loaded", "quarantined"], failures))},
         )
 
     _check.__name__ = f"conservation_{SPECS[file].table}"

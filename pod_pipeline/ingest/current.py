@@ -1,19 +1,30 @@
 """The raw layer dbt reads: each site's current snapshot of each file, without identifiers.
 
 The current snapshot of a file at a site is the newest loaded batch (by export_id) that delivered an
-accepted version of it; older batches stay in history. Only rows that passed ingestion reach it.
+accepted version of it; older batches stay in history. Its rows that passed the row rules at load
+are judged here, on every run that finds their inputs changed, by the file's cross-file rules
+against the site's *current* register: those that pass are the raw table, the others are the
+current cross-file quarantine (`audit.cross_file_quarantine`). So a row is in `raw.*` exactly when
+it passes every rule now, and is quarantined only while it still fails.
 """
 
 import contextlib
+import datetime as dt
+import hashlib
+import json
+from dataclasses import dataclass
 
 import duckdb
 
+from pod_pipeline.identifiers import hmac_pads, sql_pseudonym
 from pod_pipeline.ingest import rules
-from pod_pipeline.ingest.rules import lit, q
+from pod_pipeline.ingest.rules import SEP, lit, q
 from pod_pipeline.ingest.specs import DICTIONARY_COLUMNS, HONOS_ITEMS, REDCAP_PLUMBING, SPECS, FileSpec
+from pod_pipeline.sql import table_exists
 
 LINEAGE = ("_site as site, _export_id as export_id, _file as source_file, _line as line_number, "
            "_loaded_at as loaded_at")
+REFERENCE = "_reference"
 
 
 def current_exports(con: duckdb.DuckDBPyConnection, file: str) -> dict[str, str]:
@@ -42,7 +53,7 @@ def _projection(con: duckdb.DuckDBPyConnection, spec: FileSpec, site: str) -> li
                                     "consent_date", "withdrawal_date", "withdrawal_type")] + [
             "_age_at_consent as age_at_consent", "_pseudonym is not null as has_nhs_number"]
     if spec.table == "honos":
-        return ["assessment_id", "_study_id as study_id", "assessment_date", "rater_role",
+        return ["assessment_id", "reg.ref_study_id as study_id", "assessment_date", "rater_role",
                 *HONOS_ITEMS, "honos_08_problem_type"]
     if spec.table == "redcap_dictionary":
         return [column(c) for c in DICTIONARY_COLUMNS]
@@ -71,33 +82,145 @@ def _flagged(con: duckdb.DuckDBPyConnection, site: str) -> set[str]:
         {"s": site, "e": exports[site]}).fetchall()}
 
 
-def refresh(con: duckdb.DuckDBPyConnection, file: str, sites: set[str] | None = None) -> int:
-    """Rebuild raw.<table> for the given sites (all when None); returns the table's row count."""
+def refresh(con: duckdb.DuckDBPyConnection, file: str, pseudonym_key: str | None = None,
+            run_id: str | None = None) -> int:
+    """Rebuild raw.<table> for every site whose inputs changed since it was last built; returns the
+    table's row count.
+
+    A site's inputs are the SQL that builds its rows and the batches it reads: the file's current
+    export and, for files judged against the register, the register's current export. A new
+    register alone therefore re-judges the site's other current files; a run with nothing new
+    rebuilds nothing.
+    """
     spec = SPECS[file]
-    exports = current_exports(con, file)
     target = f"raw.{spec.table}"
+    if spec.table == "honos" and pseudonym_key is not None:
+        _backfill_pseudonyms(con, pseudonym_key)
+    exports = current_exports(con, file)
+    registers = current_exports(con, "register.csv") if spec.uses_register else {}
+    plans = {site: _site_plan(con, spec, site, export_id, registers.get(site))
+             for site, export_id in sorted(exports.items())}
     con.execute("begin transaction")
     try:
-        if sites is None:
-            con.execute(f"drop table if exists {target}")
-        for site in sorted(exports if sites is None else sites & exports.keys()):
-            select = (f"select {', '.join(_projection(con, spec, site))}, {LINEAGE} "
-                      f"from restricted.{spec.table}_history where _site = $site and _export_id = $export_id "
-                      "and _status = 'loaded'")
-            params = {"site": site, "export_id": exports[site]}
-            if not _table_exists(con, target):
-                con.execute(f"create table {target} as {select}", params)
-                continue
-            con.execute(f"delete from {target} where site = $site", {"site": site})
-            con.execute(f"insert into {target} by name {select}", params)
-        if not _table_exists(con, target):
+        if not table_exists(con, "raw", spec.table):
+            con.execute("delete from audit.current_inputs where file = $f", {"f": file})
+        while not _rebuild_changed(con, spec, target, plans, run_id):
+            pass  # the table's shape changed: it was dropped, every site is built anew
+        if not table_exists(con, "raw", spec.table):
             _create_empty(con, spec, target)
         con.execute("commit")
     except BaseException:
         with contextlib.suppress(duckdb.Error):  # a failed commit has ended the transaction
             con.execute("rollback")
         raise
+    finally:
+        with contextlib.suppress(duckdb.Error):
+            con.execute(f"drop table if exists {REFERENCE}; drop table if exists _site_rows")
     return con.execute(f"select count(*) from {target}").fetchall()[0][0]
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """The SQL that builds one site's rows of a file (and its cross-file quarantine), and what it reads."""
+
+    rows: str
+    rejected: str
+    params: dict[str, str]
+    register_export: str | None
+
+    @property
+    def inputs(self) -> str:
+        parts = [self.rows, self.rejected, self.params, self.register_export]
+        return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
+
+
+def _rebuild_changed(con: duckdb.DuckDBPyConnection, spec: FileSpec, target: str, plans: dict[str, "_Plan"],
+                     run_id: str | None) -> bool:
+    """Rebuild the sites whose inputs changed; False when the table had to be reshaped (start again)."""
+    built = dict(con.execute("select site, inputs from audit.current_inputs where file = $f",
+                             {"f": spec.file}).fetchall())
+    for site, plan in plans.items():
+        if built.get(site) == plan.inputs:
+            continue
+        if not _rebuild_site(con, spec, target, site, plan, run_id):
+            return False
+        con.execute("delete from audit.current_inputs where file = $f and site = $s", {"f": spec.file, "s": site})
+        con.execute("insert into audit.current_inputs values ($f, $s, $i)",
+                    {"f": spec.file, "s": site, "i": plan.inputs})
+    return True
+
+
+def _site_plan(con: duckdb.DuckDBPyConnection, spec: FileSpec, site: str, export_id: str,
+               register_export: str | None) -> _Plan:
+    source = (f"from restricted.{spec.table}_history h "
+              + (f"left join {REFERENCE} reg on {spec.link} " if spec.uses_register else "")
+              + "where h._site = $site and h._export_id = $export_id and h._status = 'loaded'")
+    params = {"site": site, "export_id": export_id}
+    if not spec.uses_register:
+        return _Plan(f"select {', '.join(_projection(con, spec, site))}, {LINEAGE} {source}", "", params, None)
+    first, detail = rules.checked(spec.cross_rules(site))
+    rows = f"select {', '.join(_projection(con, spec, site))}, {LINEAGE} {source} and ({first}) is null"
+    rejected = (f"select h._line, {first} as _first, {detail} as _detail {source} and ({first}) is not null")
+    return _Plan(rows, rejected, params, register_export)
+
+
+def _rebuild_site(con: duckdb.DuckDBPyConnection, spec: FileSpec, target: str, site: str, plan: _Plan,
+                  run_id: str | None) -> bool:
+    if spec.uses_register:
+        _reference(con, site, plan.register_export)
+    con.execute(f"create or replace temp table _site_rows as {plan.rows}", plan.params)
+    if table_exists(con, "raw", spec.table) and _columns(con, "_site_rows") != _columns(con, target):
+        # The raw table's shape changed (an instrument item added to the seeds, say): every site
+        # is rebuilt into the new shape.
+        con.execute(f"drop table {target}")
+        con.execute("delete from audit.current_inputs where file = $f", {"f": spec.file})
+        return False
+    if not table_exists(con, "raw", spec.table):
+        con.execute(f"create table {target} as select * from _site_rows where false")
+    con.execute(f"delete from {target} where site = $site", {"site": site})
+    con.execute(f"insert into {target} by name select * from _site_rows")
+    con.execute("delete from audit.cross_file_quarantine where file = $f and site = $s",
+                {"f": spec.file, "s": site})
+    if spec.uses_register:
+        con.execute(
+            "insert into audit.cross_file_quarantine select $site, $export_id, $file, _line, "
+            "split_part(_first, $sep, 1), split_part(_first, $sep, 2), "
+            f"{rules.without_ten_digits('_detail')}, 'row', null, $at, $run_id from ({plan.rejected})",
+            {**plan.params, "file": spec.file, "sep": SEP, "run_id": run_id,
+             "at": dt.datetime.now(dt.UTC).replace(tzinfo=None)})
+    return True
+
+
+def _reference(con: duckdb.DuckDBPyConnection, site: str, register_export: str | None) -> None:
+    """The participants of the site's current register, one row per study id and per pseudonym."""
+    con.execute(f"create or replace temp table {REFERENCE} "
+                "(ref_study_id varchar, ref_arm varchar, ref_consent_date date, ref_pseudonym varchar)")
+    if register_export is None:
+        return
+    # A pseudonym two participants share links to neither: such HoNOS rows are unlinked.
+    con.execute(
+        f"insert into {REFERENCE} select study_id, arm, cast(consent_date as date), "
+        "case when count(*) over (partition by _pseudonym) = 1 then _pseudonym end "
+        "from restricted.register_history where _site = $site and _export_id = $export_id and _status = 'loaded'",
+        {"site": site, "export_id": register_export})
+
+
+def _backfill_pseudonyms(con: duckdb.DuckDBPyConnection, key: str) -> None:
+    """HoNOS rows loaded before pseudonyms were kept with them get theirs (same key, same value)."""
+    if "_pseudonym" in _columns(con, "restricted.honos_history"):
+        pads = dict(zip(("inner_pad", "outer_pad"), hmac_pads(key), strict=True))
+        con.execute(f"update restricted.honos_history set _pseudonym = {sql_pseudonym('nhs_number')} "
+                    "where _pseudonym is null and nhs_number is not null and _status = 'loaded'", pads)
+    elif table_exists(con, "restricted", "honos_history"):
+        con.execute("alter table restricted.honos_history add column _pseudonym varchar")
+        _backfill_pseudonyms(con, key)
+
+
+def _columns(con: duckdb.DuckDBPyConnection, table: str) -> list[str]:
+    schema, name = table.split(".") if "." in table else (None, table)
+    return [c for (c,) in con.execute(
+        "select column_name from information_schema.columns where table_name = $t "
+        "and ($s is null or table_schema = $s) order by ordinal_position", {"t": name, "s": schema}).fetchall()]
 
 
 def _create_empty(con: duckdb.DuckDBPyConnection, spec: FileSpec, target: str) -> None:
@@ -117,12 +240,6 @@ def _create_empty(con: duckdb.DuckDBPyConnection, spec: FileSpec, target: str) -
     con.execute(f"create table {target} ({', '.join(typed)})")
 
 
-def _table_exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
-    schema, name = table.split(".")
-    return bool(con.execute("select 1 from information_schema.tables where table_schema = $s "
-                            "and table_name = $t", {"s": schema, "t": name}).fetchall())
-
-
 def refresh_audit_views(con: duckdb.DuckDBPyConnection) -> None:
     """raw.quarantine and raw.load_ledger: the audit tables as dbt sources, flagged current or not."""
     con.execute("""
@@ -139,6 +256,11 @@ def refresh_audit_views(con: duckdb.DuckDBPyConnection) -> None:
                q.quarantined_at
         from audit.quarantine q
         left join current_files c on c.site = q.site and c.file = q.file
+        union all
+        -- Cross-file verdicts are judged on the current files only: current by construction.
+        select site, export_id, file, line, "column", reason, detail, scope, instrument,
+               true as is_current_export, quarantined_at
+        from audit.cross_file_quarantine
     """)
     con.execute("""
         create or replace view raw.load_ledger as

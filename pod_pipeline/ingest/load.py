@@ -2,7 +2,8 @@
 
 Every record ends in exactly one place: `restricted.<table>_history` with `_status = 'loaded'`
 (a REDCap row may have instruments quarantined, listed in `_quarantined_instruments`), or
-quarantine (`audit.quarantine`, with file, line, column and reason). The ledger entry written in
+quarantine (`audit.quarantine`, with file, line, column and reason). Only the row rules are judged
+here; rules across files are judged on every run against the current files (current.py). The ledger entry written in
 the same transaction records the counts, so a crash leaves no half-loaded file.
 """
 
@@ -27,6 +28,17 @@ create table if not exists audit.quarantine (
     site varchar not null, export_id varchar not null, file varchar not null, line bigint,
     "column" varchar, reason varchar not null, detail varchar, scope varchar not null,
     instrument varchar, quarantined_at timestamp not null, run_id varchar
+);
+-- Cross-file verdicts on the current files: replaced for a site and file on every run that
+-- re-judges them (pod_pipeline/ingest/current.py), so they are never history.
+create table if not exists audit.cross_file_quarantine (
+    site varchar not null, export_id varchar not null, file varchar not null, line bigint,
+    "column" varchar, reason varchar not null, detail varchar, scope varchar not null,
+    instrument varchar, quarantined_at timestamp not null, run_id varchar
+);
+-- What each site's raw rows of a file were last built from (see current.refresh).
+create table if not exists audit.current_inputs (
+    file varchar not null, site varchar not null, inputs varchar not null
 );
 create table if not exists audit.file_columns (
     site varchar not null, export_id varchar not null, file varchar not null,
@@ -103,8 +115,7 @@ def load_file(con: duckdb.DuckDBPyConnection, spec: FileSpec, batch: BatchFile,
         raise
     finally:
         with contextlib.suppress(duckdb.Error):
-            con.execute(f"drop table if exists {STAGE}; drop table if exists {CHECKED}; "
-                        "drop table if exists _reference")
+            con.execute(f"drop table if exists {STAGE}; drop table if exists {CHECKED}")
     return outcome
 
 
@@ -124,8 +135,6 @@ def _load(con: duckdb.DuckDBPyConnection, spec: FileSpec, batch: BatchFile, stag
     header = staged.header
     con.executemany("insert into audit.file_columns values (?, ?, ?, ?, ?)",
                     [(batch.site, batch.export_id, spec.file, i, c) for i, c in enumerate(header, 1)])
-    if spec.uses_register:
-        _reference_register(con, batch)
     identifiers = set(spec.identifiers) | _flagged_identifiers(con, batch, spec)
     row_rules = [rule for rule in spec.row_rules(batch.site) if rule.column in header]
     first, detail = rules.checked(row_rules)
@@ -134,10 +143,9 @@ def _load(con: duckdb.DuckDBPyConnection, spec: FileSpec, batch: BatchFile, stag
     for instrument, (i_first, i_detail) in instruments.items():
         select += [f"{i_first} as {q('_i_' + instrument)}", f"{i_detail} as {q('_d_' + instrument)}"]
     select += _derived_columns(spec)
-    join = f"left join _reference reg on {spec.link}" if spec.uses_register else ""
     pads = dict(zip(("inner_pad", "outer_pad"), hmac_pads(key), strict=True))
-    con.execute(f"create table {CHECKED} as select s._line, {', '.join(select)} from {STAGE} s {join}",
-                {k: v for k, v in pads.items() if f"${k}" in first + " ".join(select) + join})
+    con.execute(f"create table {CHECKED} as select s._line, {', '.join(select)} from {STAGE} s",
+                {k: v for k, v in pads.items() if f"${k}" in first + " ".join(select)})
 
     loaded_at = _now()
     where = dict(site=batch.site, export_id=batch.export_id, file=spec.file)
@@ -159,23 +167,6 @@ def _load(con: duckdb.DuckDBPyConnection, spec: FileSpec, batch: BatchFile, stag
 
 def _known_redcap(column: str, spec: FileSpec) -> bool:
     return spec.table == "redcap_records" and column in {i.field_name for i in rules.instrument_items()}
-
-
-def _reference_register(con: duckdb.DuckDBPyConnection, batch: BatchFile) -> None:
-    """The participants the batch is checked against: its own register, else the newest earlier one."""
-    if not _exists(con, "restricted", "register_history"):
-        con.execute("create temp table _reference "
-                    "(ref_study_id varchar, ref_arm varchar, ref_consent_date date, ref_pseudonym varchar)")
-        return
-    con.execute(
-        "create temp table _reference as "
-        "select study_id as ref_study_id, arm as ref_arm, cast(consent_date as date) as ref_consent_date, "
-        "_pseudonym as ref_pseudonym "
-        "from restricted.register_history where _site = $site and _status = 'loaded' "
-        "and _export_id = (select max(export_id) from audit.load_ledger "
-        "where site = $site and file = 'register.csv' and status = 'loaded' and export_id <= $export_id)",
-        {"site": batch.site, "export_id": batch.export_id},
-    )
 
 
 def _flagged_identifiers(con: duckdb.DuckDBPyConnection, batch: BatchFile, spec: FileSpec) -> set[str]:
@@ -213,15 +204,18 @@ def _instrument_checks(header: list[str], identifiers: set[str]) -> dict[str, tu
 
 
 def _derived_columns(spec: FileSpec) -> list[str]:
+    """Columns computed once at load: the keyed pseudonym that links a person across files (so the
+    NHS number itself is never needed again), and the register's age at consent."""
+    pseudonym = f"case when {q('nhs_number')} is not null then {sql_pseudonym('s.nhs_number')} end as _pseudonym"
     if spec.table == "register":
         consent, dob = rules.iso_date("consent_date"), rules.iso_date("date_of_birth")
         return [
-            f"case when {q('nhs_number')} is not null then {sql_pseudonym('s.nhs_number')} end as _pseudonym",
+            pseudonym,
             f"date_part('year', {consent}) - date_part('year', {dob}) - case when "
             f"strftime({consent}, '%m%d') < strftime({dob}, '%m%d') then 1 else 0 end as _age_at_consent",
         ]
     if spec.table == "honos":
-        return ["reg.ref_study_id as _study_id"]
+        return [pseudonym]
     return []
 
 
@@ -253,7 +247,7 @@ def _append_history(con: duckdb.DuckDBPyConnection, spec: FileSpec, header: list
                     instruments: dict[str, tuple[str, str]], batch: BatchFile, at: dt.datetime) -> None:
     history = f"restricted.{spec.table}_history"
     derived = {"register": {"_pseudonym": "varchar", "_age_at_consent": "integer"},
-               "honos": {"_study_id": "varchar"}}.get(spec.table, {})
+               "honos": {"_pseudonym": "varchar"}}.get(spec.table, {})
     columns = {c: "varchar" for c in header} | {
         "_site": "varchar", "_export_id": "varchar", "_file": "varchar", "_line": "bigint",
         "_loaded_at": "timestamp", "_status": "varchar", "_reason": "varchar",

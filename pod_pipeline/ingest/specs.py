@@ -1,13 +1,22 @@
-"""Each delivered file type: its required columns, key, identifiers and row rules (contract 4-8).
+"""Each delivered file type: its required columns, key, identifiers and rules (contract 4-8).
 
-Rules are listed in the contract's column order; rules that need the site's register (the
-reference, joined as `reg`) come after the file's own rules.
+Two kinds of rule, judged at different times:
+
+- row rules look at one row or one file only: they are judged once, when a batch is loaded, and
+  history keeps each batch's rows with their own verdicts;
+- cross-file rules compare a row with the site's register (the reference, joined as `reg`): they
+  are judged again on every run against the *current* register, so a participant added to the
+  register later brings their rows back, and one removed (or whose NHS number is corrected) sends
+  them to quarantine (pod_pipeline/ingest/current.py).
+
+Rules are listed in the contract's column order; a row's first broken row rule is its reason, and
+only a row that passes them all is judged by the cross-file rules.
 """
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from pod_pipeline.identifiers import sql_nhs_number_is_valid, sql_pseudonym
+from pod_pipeline.identifiers import sql_nhs_number_is_valid
 from pod_pipeline.ingest import rules as r
 from pod_pipeline.ingest.rules import Rule, q
 
@@ -36,10 +45,13 @@ class FileSpec:
     required: tuple[str, ...]
     key: tuple[str, ...]
     identifiers: tuple[str, ...]  # never leave the restricted schema, never shown in a detail
-    row_rules: Callable[[str], list[Rule]]  # site -> rules
-    uses_register: bool = False
-    link: str | None = None  # SQL joining the staged row `s` to the reference register `reg`
-    extra_columns: tuple[str, ...] = field(default=())  # computed in the validation query
+    row_rules: Callable[[str], list[Rule]]  # site -> rules judged at load time
+    cross_rules: Callable[[str], list[Rule]] | None = None  # site -> rules judged every run against `reg`
+    link: str | None = None  # SQL joining a history row `h` to the current reference register `reg`
+
+    @property
+    def uses_register(self) -> bool:
+        return self.cross_rules is not None
 
 
 def _register_rules(site: str) -> list[Rule]:
@@ -74,9 +86,6 @@ def _register_rules(site: str) -> list[Rule]:
 
 def _redcap_rules(site: str) -> list[Rule]:
     events = ", ".join(r.lit(e) for e in r.redcap_events())
-    event_arm = "case " + " ".join(
-        f"when redcap_event_name = {r.lit(e)} then {r.lit(arm)}" for e, arm in r.redcap_events().items()
-    ) + " end"
     carer = f"redcap_repeat_instrument = '{CARER_INSTRUMENT}'"
     return [
         r.required("record_id"),
@@ -102,6 +111,14 @@ def _redcap_rules(site: str) -> list[Rule]:
         # A row collects the carer questionnaire (a repeat instance) or the participant's
         # instruments, never both: the other kind's fields are empty (contract 5).
         *(_not_collected(item) for item in r.instrument_items()),
+    ]
+
+
+def _redcap_cross_rules(site: str) -> list[Rule]:
+    event_arm = "case " + " ".join(
+        f"when redcap_event_name = {r.lit(e)} then {r.lit(arm)}" for e, arm in r.redcap_events().items()
+    ) + " end"
+    return [
         r.when("record_id", "unknown_participant", "reg.ref_study_id is null",
                f"'record_id ' || {r.shown('record_id')} || ' is not in the site''s register'"),
         r.when("redcap_event_name", "arm_mismatch", f"reg.ref_arm is not null and {event_arm} <> reg.ref_arm",
@@ -143,10 +160,13 @@ def _honos_rules(site: str) -> list[Rule]:
              f"when honos_08 = '0' and {problem} is not null then 'inconsistent_value' end",
              f"'{problem} must be given exactly when honos_08 is 1-4 (honos_08 = ' "
              "|| coalesce(honos_08, 'empty') || ')'"),
-        r.when("nhs_number", "unlinked",
-               f"reg.ref_study_id is null and {sql_nhs_number_is_valid(q('nhs_number'))}",
-               "'a valid NHS number that matches no participant in the register'"),
     ]
+
+
+def _honos_cross_rules(site: str) -> list[Rule]:
+    # Every row that reaches these rules has a valid NHS number (a row rule), hence a pseudonym.
+    return [r.when("nhs_number", "unlinked", "reg.ref_study_id is null",
+                   "'a valid NHS number that matches no participant in the register'")]
 
 
 def _meeting_rules(site: str) -> list[Rule]:
@@ -162,6 +182,11 @@ def _meeting_rules(site: str) -> list[Rule]:
         *(r.whole_number(c, 0, None) for c in counts),
         r.code("peer_support_worker_present", ("0", "1")),
         *(r.code(k, ("0", "1", "2")) for k in KEY_ELEMENTS),
+    ]
+
+
+def _meeting_cross_rules(site: str) -> list[Rule]:
+    return [
         r.when("study_id", "unknown_participant", "reg.ref_study_id is null",
                f"'study_id ' || {r.shown('study_id')} || ' is not in the site''s register'"),
         r.when("meeting_date", "date_order",
@@ -187,17 +212,17 @@ SPECS: dict[str, FileSpec] = {
                  ("Variable / Field Name",), (), _dictionary_rules),
         FileSpec("redcap_records.csv", "redcap_records", REDCAP_PLUMBING,
                  ("record_id", "redcap_event_name", "redcap_repeat_instrument", "redcap_repeat_instance"),
-                 (), _redcap_rules, uses_register=True, link="reg.ref_study_id = s.record_id"),
+                 (), _redcap_rules, _redcap_cross_rules, link="reg.ref_study_id = h.record_id"),
         FileSpec("honos.csv", "honos",
                  ("assessment_id", "nhs_number", "assessment_date", "rater_role", *HONOS_ITEMS,
                   "honos_08_problem_type"),
-                 ("assessment_id",), ("nhs_number",), _honos_rules, uses_register=True,
-                 link=f"reg.ref_pseudonym = {sql_pseudonym('s.nhs_number')}"),
+                 ("assessment_id",), ("nhs_number",), _honos_rules, _honos_cross_rules,
+                 link="reg.ref_pseudonym = h._pseudonym"),
         FileSpec("network_meetings.csv", "network_meetings",
                  ("meeting_id", "study_id", "meeting_date", "duration_minutes", "service_user_present",
                   "family_members_present", "other_network_members_present", "clinicians_present",
                   "peer_support_worker_present", *KEY_ELEMENTS),
-                 ("meeting_id",), (), _meeting_rules, uses_register=True,
-                 link="reg.ref_study_id = s.study_id"),
+                 ("meeting_id",), (), _meeting_rules, _meeting_cross_rules,
+                 link="reg.ref_study_id = h.study_id"),
     )
 }

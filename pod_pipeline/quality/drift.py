@@ -12,9 +12,9 @@ import pandas as pd
 from pod_pipeline.ingest.specs import SPECS
 from pod_pipeline.quality.profiles import table_exists
 
-# The participant each file's rows belong to (honos: the study id its NHS number linked to).
+# The participant each file's rows belong to (honos: the keyed pseudonym of its NHS number).
 PARTICIPANT_COLUMN = {"register": "study_id", "redcap_records": "record_id",
-                      "honos": "_study_id", "network_meetings": "study_id"}
+                      "honos": "_pseudonym", "network_meetings": "study_id"}
 COLUMNS = ("site", "previous_export", "current_export", "records_previous", "records_current",
            "records_dropped", "records_changed", "participants_previous",
            "participants_current", "participants_dropped", "share_records_dropped",

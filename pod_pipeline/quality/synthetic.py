@@ -290,7 +290,7 @@ def _write_history(con: duckdb.DuckDBPyConnection, sites: int) -> None:
         from {timepoints} cross join {exports}
         where t.visit_date is not null and {older};
         create or replace table restricted.honos_history as
-        select 'HON' || md5(k) as assessment_id, t.participant_id as _study_id, {lineage}
+        select 'HON' || md5(k) as assessment_id, md5(t.participant_id) as _pseudonym, {lineage}
         from {timepoints} cross join {exports}
         where t.honos_status in ('complete', 'partial') and {older};
         create or replace table restricted.network_meetings_history as
