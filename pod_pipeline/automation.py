@@ -1,7 +1,7 @@
 """What runs by itself: new-batch sensor, daily and weekly schedules, freshness, run recovery.
 
-Automation only asks for runs; the instance (dagster.yaml) queues them one at a time and the
-`duckdb_writer` pool keeps a second process off the working database.
+Automation only asks for runs; the instance (dagster.yaml) queues them one at a time, and every
+run holds the working database's lock (pod_pipeline/worklock.py) for its whole life.
 """
 
 import datetime as dt

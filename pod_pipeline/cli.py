@@ -1,4 +1,4 @@
-"""The `pod` command line: run the pipeline, make synthetic landing zones, seal batches."""
+"""The `pod` command line: run the pipeline, deliver, make synthetic landing zones, seal batches."""
 
 import argparse
 import sys
@@ -35,6 +35,12 @@ def _run(args: argparse.Namespace) -> int:
     return run_pipeline(force=args.force)
 
 
+def _deliver(args: argparse.Namespace) -> int:
+    from pod_pipeline.runner import run_delivery
+
+    return run_delivery(new_folder=args.new_folder)
+
+
 def _ui(args: argparse.Namespace) -> int:
     from pod_pipeline.delivery.ui import run_ui
 
@@ -56,6 +62,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--force", action="store_true",
                      help="rebuild even when nothing new has landed since the last successful run")
     run.set_defaults(func=_run)
+
+    deliver = commands.add_parser("deliver", help="rebuild, publish and deliver to the trial now, as the "
+                                                  "weekly schedule does; prints the delivery folder")
+    deliver.add_argument("--new-folder", action="store_true",
+                         help="deliver again on a day that has a delivery, into <date>_2, _3, ...")
+    deliver.set_defaults(func=_deliver)
 
     synth = commands.add_parser("synth", help="write a contract-conformant synthetic landing zone")
     synth.add_argument("out_dir")

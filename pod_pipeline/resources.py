@@ -7,6 +7,7 @@ import dagster as dg
 import duckdb
 from pydantic import PrivateAttr
 
+from pod_pipeline import worklock
 from pod_pipeline.settings import Settings
 
 # DuckDB's default takes 80% of RAM; the benchmark's goal is under 4 GiB for the whole process tree.
@@ -24,12 +25,32 @@ def connect(settings: Settings, read_only: bool = False) -> duckdb.DuckDBPyConne
 
 
 class Warehouse(dg.ConfigurableResource):
-    """Settings and the working DuckDB, read from the environment when a run starts."""
+    """Settings and the working DuckDB, read from the environment when a run starts.
+
+    Within a run, the resource holds the working database's lock (pod_pipeline/worklock.py) from
+    the run's start to its end: every run, however it was started, takes its turn. Sensors and
+    schedules that only read settings take no lock.
+    """
 
     _settings: Settings | None = PrivateAttr(default=None)
+    _lock: contextlib.ExitStack | None = PrivateAttr(default=None)
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         self._settings = Settings.from_env()
+        run = context.run
+        if run is None:  # a sensor or schedule evaluation, not a run
+            return
+        self._lock = contextlib.ExitStack()
+        self._lock.enter_context(worklock.hold(
+            self._settings.warehouse_dir, job=run.job_name, run_id=run.run_id,
+            trigger=run.tags.get("pod/trigger") or run.tags.get("dagster/sensor_name")
+            or run.tags.get("dagster/schedule_name") or "the Dagster UI",
+            waiting=context.log.info if context.log else None))
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
 
     @property
     def settings(self) -> Settings:

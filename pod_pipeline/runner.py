@@ -13,6 +13,7 @@ import dagster as dg
 import duckdb
 from dagster_shared.error import SerializableErrorInfo
 
+from pod_pipeline import worklock
 from pod_pipeline.settings import Settings, SettingsError
 
 INSTANCE_TEMPLATE = Path(__file__).with_name("dagster.yaml")
@@ -74,6 +75,10 @@ def execute(job_name: str = "refresh", run_config: dict | None = None, tags: dic
     started = time.monotonic()
     log_path = None
     with contextlib.ExitStack() as stack:
+        # One run at a time on the working database: wait here, on the terminal, for a run the
+        # sensor, a schedule or the UI started; the run's own resources then hold the same lock.
+        stack.enter_context(worklock.hold(settings.warehouse_dir, job=job_name, trigger=(tags or {}).get(
+            "pod/trigger", "pod run"), waiting=lambda message: print(f"pod: {message}", file=sys.stderr)))
         if quiet:
             log_path = settings.warehouse_dir / "logs" / f"run-{dt.datetime.now():%Y%m%dT%H%M%S}.log"
             try:
@@ -118,14 +123,60 @@ def run_pipeline(force: bool = False) -> int:
     """Materialise everything for the configured landing zone and print what a user needs."""
     try:
         settings = Settings.from_env()
+        settings.check_landing_dir()
         warning = settings.demo_key_warning()
         summary = execute(run_config={"ops": {"ingest__landing_batches": {"config": {"force": force}}}},
                           quiet=True)
     except SettingsError as exc:
         print(f"pod run: {exc}", file=sys.stderr)
-        return 2
+        return 1
     print(report(settings, summary, warning))
     return 0 if summary.success else 1
+
+
+DELIVERY_OP = "delivery__trial_delivery"  # config is keyed by op name: ["delivery", "trial_delivery"]
+
+
+def run_delivery(new_folder: bool = False) -> int:
+    """A delivery by hand: the weekly_delivery job as its schedule runs it, then the folder written."""
+    from pod_pipeline.automation import FULL_REFRESH, weekly_delivery_job
+    from pod_pipeline.delivery import trial
+
+    try:
+        settings = Settings.from_env()
+        settings.check_landing_dir()
+        warning = settings.demo_key_warning()
+        root, day = settings.warehouse_dir / "deliveries", trial.delivery_day()
+        if not new_folder and (root / day.isoformat()).exists():
+            # Refused before the run, as the delivery step would refuse after a full rebuild.
+            print(f"pod deliver: {root / day.isoformat()} already exists and a delivery folder is never "
+                  f"rewritten; `pod deliver --new-folder` delivers again today, into "
+                  f"{trial.delivery_folder(root, day, new_folder=True).name}", file=sys.stderr)
+            return 1
+        run_config = {"ops": FULL_REFRESH["ops"] | {DELIVERY_OP: {"config": {"new_folder": new_folder}}}}
+        summary = execute(job_name=weekly_delivery_job.name, run_config=run_config,
+                          tags={"pod/trigger": "pod deliver"}, quiet=True)
+    except SettingsError as exc:
+        print(f"pod deliver: {exc}", file=sys.stderr)
+        return 1
+    print(report(settings, summary, warning))
+    if not summary.success:
+        return 1
+    folder = _delivery_folder(summary.run_id)
+    print(f"\nDelivered to {folder}" if folder else "\nNo delivery was written.")
+    return 0 if folder else 1
+
+
+def _delivery_folder(run_id: str) -> Path | None:
+    """The folder the run's delivery step wrote, from its materialization's metadata."""
+    from pod_pipeline.delivery.assets import DELIVERY_KEY
+
+    records = dg.DagsterInstance.get().all_logs(run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION)
+    for record in records:
+        materialization = record.asset_materialization
+        if materialization and materialization.asset_key == DELIVERY_KEY:
+            return Path(materialization.metadata["path"].value)
+    return None
 
 
 def report(settings: Settings, summary: RunSummary, warning: str | None) -> str:
@@ -136,11 +187,16 @@ def report(settings: Settings, summary: RunSummary, warning: str | None) -> str:
     if summary.skipped_steps and not summary.failed_steps and len(summary.checks) == 0:
         lines.append("Nothing new has landed since the last published run; nothing was rebuilt "
                      "(use `pod run --force` to rebuild anyway).")
-    lines += _published_section(settings)
-    passed = sum(1 for c in summary.checks if c[2])
-    errors = sum(1 for c in summary.checks if not c[2] and c[3] == "ERROR")
-    lines.append(f"\nChecks: {passed} passed, {errors} failed (error), "
-                 f"{len(summary.checks) - passed - errors} failed (warning)")
+    last = None if summary.success else _last_publication(settings)
+    # A failed run shows the marts only when it published them itself (and then failed to deliver, say).
+    current = summary.success or (last is not None and last[1] == summary.run_id)
+    if current:
+        lines += _published_section(settings)
+    if summary.success or summary.checks:
+        passed = sum(1 for c in summary.checks if c[2])
+        errors = sum(1 for c in summary.checks if not c[2] and c[3] == "ERROR")
+        lines.append(f"\nChecks: {passed} passed, {errors} failed (error), "
+                     f"{len(summary.checks) - passed - errors} failed (warning)")
     for asset, check, ok, severity in sorted(summary.checks, key=lambda c: (c[3] != "ERROR", c[0], c[1])):
         if not ok:
             label = "FAILED " if severity == "ERROR" else "warning"
@@ -148,12 +204,33 @@ def report(settings: Settings, summary: RunSummary, warning: str | None) -> str:
     if summary.failed_steps:
         lines.append("Failed steps:")
         lines += [f"  {error}" for error in summary.errors]
-        lines.append("Downstream steps skipped: " + (", ".join(summary.skipped_steps) or "none"))
-    lines += _quarantine_section(settings)
+        skipped = len(summary.skipped_steps)
+        lines.append(f"{skipped} downstream step{'' if skipped == 1 else 's'} skipped")
+    if current:
+        lines += _quarantine_section(settings)
+    elif last is None:
+        lines.append("\nThis run published nothing, and nothing has been published yet.")
+    else:
+        when, run_id = last
+        by = f" by run {run_id}" if run_id else ""
+        lines.append(f"\nThis run published nothing: the publication is unchanged, still the one made "
+                     f"{when:%Y-%m-%d %H:%M}{by}: {settings.published_db}")
     if summary.log_path:
         lines.append(f"\nFull log of this run: {summary.log_path}")
     lines.append(f"Run history and every check's details: `make ui` (DAGSTER_HOME={settings.dagster_home})")
     return "\n".join(lines)
+
+
+def _last_publication(settings: Settings) -> tuple[dt.datetime, str | None] | None:
+    """When the current publication was made and by which run (audit.publications, else the file's time)."""
+    if not settings.published_db.exists():
+        return None
+    with contextlib.suppress(duckdb.Error), duckdb.connect(str(settings.work_db), read_only=True) as con:
+        rows = con.execute("select published_at, run_id from audit.publications "
+                           "order by published_at desc limit 1").fetchall()
+        if rows:
+            return rows[0]
+    return dt.datetime.fromtimestamp(settings.published_db.stat().st_mtime), None
 
 
 def _published_section(settings: Settings) -> list[str]:

@@ -115,6 +115,13 @@ class Settings:
         """Environment for a dbt process: where the working database is."""
         return {"POD_WORK_DB": str(self.work_db)}
 
+    def check_landing_dir(self) -> None:
+        """For the commands that run the pipeline: a landing zone that is not there cannot work."""
+        if not self.landing_dir.is_dir():
+            problem = "is not a folder" if self.landing_dir.exists() else "does not exist"
+            raise SettingsError(f"the landing zone {self.landing_dir} {problem} "
+                                "(set POD_LANDING_DIR to the folder sites deliver into)")
+
     def demo_key_warning(self) -> str | None:
         """The warning every run prints while NHS numbers are pseudonymised with the public demo key."""
         if not self.uses_demo_key:

@@ -216,7 +216,7 @@ def test_production_refuses_to_run_without_a_real_key(tmp_path: Path, key: str |
         env["POD_PSEUDONYM_KEY"] = key
     result = subprocess.run([str(scenario.POD), "run"], env=env, capture_output=True, text=True,
                             timeout=120)
-    assert result.returncode == 2
+    assert result.returncode == 1
     assert result.stderr.startswith("pod run: POD_PSEUDONYM_KEY")
     assert "POD_ENV=production" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "data").exists(), "nothing was loaded or written"

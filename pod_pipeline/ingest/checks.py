@@ -79,7 +79,7 @@ def _conservation_check(file: str) -> dg.AssetChecksDefinition:
                                 f"every row of each site's current {file} is in the raw table or the "
                                 f"current quarantine: never both, never neither.")
     def _check(warehouse: Warehouse) -> dg.AssetCheckResult:
-        with warehouse.connect(read_only=False) as con:
+        with warehouse.connect(read_only=True) as con:
             files = con.execute("select count(*) from audit.load_ledger where file = $f and status = 'loaded'",
                                 {"f": file}).fetchall()[0][0]
             failures = conservation_failures(con, file) if files else []
@@ -100,7 +100,7 @@ conservation_checks = [_conservation_check(file) for file in RAW_KEYS]
 @dg.asset_check(asset=LEDGER_KEY, name="ledger_hash_chain_intact", blocking=True,
                 description="Every ledger entry still hashes to what was written: nothing altered or removed.")
 def ledger_integrity(warehouse: Warehouse) -> dg.AssetCheckResult:
-    with warehouse.connect() as con:
+    with warehouse.connect(read_only=True) as con:
         problems = ledger.verify(con)
         entries = con.execute("select count(*) from audit.load_ledger").fetchall()[0][0]
     return dg.AssetCheckResult(passed=not problems, severity=dg.AssetCheckSeverity.ERROR,
@@ -157,7 +157,7 @@ def _dictionary_limits(kind: str | None, low: str | None, high: str | None,
                 description="Export fields the dictionary does not know, and fields our instrument "
                             "definitions need that the dictionary lacks or limits differently (warning).")
 def redcap_schema_drift(warehouse: Warehouse) -> dg.AssetCheckResult:
-    with warehouse.connect() as con:
+    with warehouse.connect(read_only=True) as con:
         drift = schema_drift(con)
     return dg.AssetCheckResult(
         passed=not drift, severity=dg.AssetCheckSeverity.WARN,

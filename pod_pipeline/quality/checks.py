@@ -57,7 +57,7 @@ def _verdict(context: dg.AssetCheckExecutionContext, warehouse: Warehouse, suite
 def completeness_of_due_assessments(context: dg.AssetCheckExecutionContext,
                                     warehouse: Warehouse) -> dg.AssetCheckResult:
     settings = warehouse.settings
-    with warehouse.connect() as con:
+    with warehouse.connect(read_only=True) as con:
         profile = profiles.completeness(con)
     # A group with one or two due assessments says little about a site: it can warn, not block.
     judged = profile["expected"] >= settings.completeness_min_due
@@ -84,7 +84,7 @@ def completeness_of_due_assessments(context: dg.AssetCheckExecutionContext,
 )
 def baseline_present(context: dg.AssetCheckExecutionContext,
                      warehouse: Warehouse) -> dg.AssetCheckResult:
-    with warehouse.connect() as con:
+    with warehouse.connect(read_only=True) as con:
         profile = profiles.baseline(con)
         missing = profiles.participants_without_baseline(con)
     return _verdict(context, warehouse, "baseline_present", profile, {
@@ -103,7 +103,7 @@ def baseline_present(context: dg.AssetCheckExecutionContext,
 )
 def visit_window_compliance(context: dg.AssetCheckExecutionContext,
                             warehouse: Warehouse) -> dg.AssetCheckResult:
-    with warehouse.connect() as con:
+    with warehouse.connect(read_only=True) as con:
         profile = profiles.visit_windows(con)
     return _verdict(context, warehouse, "visit_window_compliance", profile, {
         "visits": int(profile["visits"].sum()),
@@ -120,7 +120,7 @@ def _scores_check(table: str) -> dg.AssetChecksDefinition:
     )
     def _check(context: dg.AssetCheckExecutionContext,
                warehouse: Warehouse) -> dg.AssetCheckResult:
-        with warehouse.connect() as con:
+        with warehouse.connect(read_only=True) as con:
             profile = profiles.scores(con, table)
             failing = int(profile["n_out_of_range"].sum() + profile["n_not_allowed"].sum())
             sample = profiles.failing_scores(con, table) if failing else []
@@ -145,7 +145,7 @@ def _identifiers_check(table: str) -> dg.AssetChecksDefinition:
     )
     def _check(context: dg.AssetCheckExecutionContext,
                warehouse: Warehouse) -> dg.AssetCheckResult:
-        with warehouse.connect() as con:
+        with warehouse.connect(read_only=True) as con:
             profile = identifier_scan.identifiers(con, table)
         hits = profile[(profile["nhs_numbers"] > 0) | (profile["dates_of_birth"] > 0)]
         return _verdict(context, warehouse, "no_direct_identifiers", profile, {
@@ -170,7 +170,7 @@ def _export_drift_check(file: str) -> dg.AssetChecksDefinition:
     )
     def _check(context: dg.AssetCheckExecutionContext,
                warehouse: Warehouse) -> dg.AssetCheckResult:
-        with warehouse.connect() as con:
+        with warehouse.connect(read_only=True) as con:
             profile = drift.drift(con, file)
             single = drift.single_export_sites(con, file)
         return _verdict(context, warehouse, "export_drift", profile, {
