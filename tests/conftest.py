@@ -15,3 +15,22 @@ def pod_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("POD_REFERENCE_DATE", "2026-11-25")
     return data
+
+
+@pytest.fixture(scope="session")
+def sample_work_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The working database of one `pod run` of the bundled sample, in a data folder of its own
+    (reference date 2026-11-25), shared by every test that compares against a plain single run."""
+    from pod_pipeline.runner import execute
+    from pod_pipeline.settings import SAMPLE_LANDING_DIR
+
+    data = tmp_path_factory.mktemp("sample-run") / "data"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("POD_DATA_DIR", str(data))
+        patch.setenv("DAGSTER_HOME", str(data / "dagster_home"))
+        patch.setenv("POD_LANDING_DIR", str(SAMPLE_LANDING_DIR))
+        patch.setenv("POD_REFERENCE_DATE", "2026-11-25")
+        for name in ("POD_WAREHOUSE_DIR", "POD_PSEUDONYM_KEY", "POD_ENV", "POD_VALUE_SET"):
+            patch.delenv(name, raising=False)
+        assert execute(quiet=True).success
+    return data / "warehouse" / "pod_work.duckdb"
