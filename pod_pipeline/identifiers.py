@@ -9,9 +9,12 @@ import hmac
 import re
 
 _NHS_SHAPE = re.compile(r"^[0-9]{10}$")
-# Ten digits, optionally spaced 3-3-4, standing alone: not part of a longer run of letters or digits
-# (so a hex digest or a longer number is not read as an NHS number).
-NHS_NUMBER_IN_TEXT = re.compile(r"(?<![0-9A-Za-z])([0-9]{3} ?[0-9]{3} ?[0-9]{4})(?![0-9A-Za-z])")
+# Ten digits, optionally spaced 3-3-4: the shape of an NHS number wherever it is typed. The same
+# pattern serves Python's re and DuckDB's regular expressions.
+TEN_DIGITS = r"[0-9]{3} ?[0-9]{3} ?[0-9]{4}"
+# Ten digits standing alone: not part of a longer run of letters or digits (so a hex digest or a
+# longer number is not read as an NHS number).
+NHS_NUMBER_IN_TEXT = re.compile(rf"(?<![0-9A-Za-z])({TEN_DIGITS})(?![0-9A-Za-z])")
 # The weights of the NHS modulus-11 check: 10 for the first digit down to 2 for the ninth.
 _WEIGHTS = tuple(range(10, 1, -1))
 

@@ -21,7 +21,7 @@ def pod_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def sample_work_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The working database of one `pod run` of the bundled sample, in a data folder of its own
     (reference date 2026-11-25), shared by every test that compares against a plain single run."""
-    from pod_pipeline.runner import execute
+    from pod_pipeline.app.runner import execute
     from pod_pipeline.settings import SAMPLE_LANDING_DIR
 
     data = tmp_path_factory.mktemp("sample-run") / "data"
@@ -34,3 +34,11 @@ def sample_work_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
             patch.delenv(name, raising=False)
         assert execute(quiet=True).success
     return data / "warehouse" / "pod_work.duckdb"
+
+
+@pytest.fixture(scope="session")
+def story(tmp_path_factory: pytest.TempPathFactory):
+    """The shared story of full pipeline runs (tests/scenario.py), told once per test session."""
+    import scenario
+
+    return scenario.tell(tmp_path_factory.mktemp("story"))

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import duckdb
 
-from pod_pipeline.ingest import current, landing, load
-from pod_pipeline.ingest.manifest import KNOWN_FILES, seal_batch
+from pod_pipeline.ingest import pipeline
+from pod_pipeline.ingest.batch_manifest import seal_batch
 from pod_pipeline.ingest.rules import instrument_items
 from pod_pipeline.ingest.specs import DICTIONARY_COLUMNS, REDCAP_PLUMBING, SPECS
 
@@ -82,16 +82,9 @@ def batch(root: Path, site: str, export_id: str, *, register=None, redcap_rows=N
 
 
 def ingest(root: Path, db: Path) -> duckdb.DuckDBPyConnection:
-    """Run the ingestion layer the way the assets do, without Dagster."""
+    """Run ingestion as a run of the ingestion assets does, without Dagster."""
     con = duckdb.connect(str(db))
-    load.ensure_schema(con)
-    found = landing.discover(root)
-    landing.record_batches(con, found.sealed)
-    for file in KNOWN_FILES:
-        for pending in landing.pending_files(con, root, file):
-            load.load_file(con, SPECS[file], pending, KEY)
-        current.refresh(con, file, KEY)
-    current.refresh_audit_views(con)
+    pipeline.ingest_zone(con, root, KEY)
     return con
 
 

@@ -38,14 +38,14 @@ import dagster as dg
 import duckdb
 import pytest
 
+from pod_devtools.synth import generate
+from pod_pipeline.app.runner import RunSummary, execute, prepare_instance
 from pod_pipeline.definitions import defs
 from pod_pipeline.delivery.assets import DELIVERY_KEY
 from pod_pipeline.ingest import ledger
+from pod_pipeline.ingest.batch_manifest import KNOWN_FILES, seal_batch
 from pod_pipeline.ingest.checks import conservation_failures
-from pod_pipeline.ingest.manifest import KNOWN_FILES, seal_batch
-from pod_pipeline.runner import RunSummary, execute, prepare_instance
 from pod_pipeline.settings import DBT_PROJECT_DIR, Settings
-from pod_pipeline.synth import generate
 
 KEY = "pod-story-key-7f3a9c1e5b2d4068a1c3e5f7-RECOGNISABLE"
 REFERENCE_DATE = "2026-11-25"
@@ -342,18 +342,3 @@ def tell(root: Path) -> Story:
         story.tampered = {"before": before, "after": digests(clean_warehouse), "summary": summary,
                           "publications": (publications, published)}
     return story
-
-
-_told: dict[str, Any] = {}
-
-
-def story(tmp_path_factory: pytest.TempPathFactory) -> Story:
-    """The story, told on first use in this session (a failure is remembered, not retold)."""
-    if "story" not in _told:
-        try:
-            _told["story"] = tell(tmp_path_factory.mktemp("story"))
-        except BaseException as exc:
-            _told["story"] = exc
-    if isinstance(_told["story"], BaseException):
-        raise _told["story"]
-    return _told["story"]

@@ -4,9 +4,9 @@ import re
 from pathlib import Path
 
 import dagster as dg
+from synthetic_marts import write_synthetic_marts
 
 from pod_pipeline.analysis import analysis_assets
-from pod_pipeline.analysis.synthetic import write_synthetic_marts
 from pod_pipeline.resources import Warehouse
 
 UPSTREAM = [

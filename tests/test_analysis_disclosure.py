@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from synthetic_marts import write_synthetic_marts
 
 from pod_pipeline.analysis import disclosure, economics, stats, tables
-from pod_pipeline.analysis.synthetic import write_synthetic_marts
 from pod_pipeline.settings import Settings
 
 THRESHOLD = Settings.from_env({}).suppress_counts_below

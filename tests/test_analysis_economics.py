@@ -4,9 +4,9 @@ import duckdb
 import numpy as np
 import pandas as pd
 import pytest
+from synthetic_marts import write_synthetic_marts
 
 from pod_pipeline.analysis import economics
-from pod_pipeline.analysis.synthetic import write_synthetic_marts
 
 CE_COLUMNS = [
     "participant_id", "arm", "site", "cluster_id", "age_at_consent", "gender", "utility_baseline",

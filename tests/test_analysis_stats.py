@@ -5,9 +5,9 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats as sps
+from synthetic_marts import write_synthetic_marts
 
 from pod_pipeline.analysis import stats
-from pod_pipeline.analysis.synthetic import write_synthetic_marts
 
 CONTRACT_COLUMNS = [
     "arm", "parameter", "timepoint", "n", "mean", "sd", "median", "q1", "q3", "n_paired",

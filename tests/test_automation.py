@@ -14,12 +14,16 @@ import pytest
 
 from pod_pipeline import automation
 from pod_pipeline.analysis import analysis_assets
+from pod_pipeline.app.recovery import _process_alive, recover_interrupted_runs
+from pod_pipeline.app.runner import prepare_instance
+from pod_pipeline.app.ui import supervise
+from pod_pipeline.delivery import definitions as delivery_definitions
 from pod_pipeline.delivery.assets import DELIVERY_KEY, PUBLISHED_KEY, delivery_assets
-from pod_pipeline.delivery.recovery import _process_alive, recover_interrupted_runs
-from pod_pipeline.ingest.assets import LANDING_KEY, audit_trail, landing_batches, raw_assets
-from pod_pipeline.ingest.manifest import seal_batch
+from pod_pipeline.delivery.jobs import weekly_delivery_job
+from pod_pipeline.ingest import definitions as ingest_definitions
+from pod_pipeline.ingest.assets import LANDING_KEY, landing_batches
+from pod_pipeline.ingest.batch_manifest import seal_batch
 from pod_pipeline.resources import Warehouse
-from pod_pipeline.runner import prepare_instance
 from pod_pipeline.settings import Settings
 from pod_pipeline.transform.assets import dbt_resource, pod_dbt_models
 
@@ -28,16 +32,8 @@ LONDON = ZoneInfo("Europe/London")
 
 def code_location() -> dg.Definitions:
     """Ingestion, delivery and automation as definitions.py gathers them (without dbt, analysis)."""
-    refresh = dg.define_asset_job(
-        "refresh", selection=automation.REFRESH_SELECTION, executor_def=dg.in_process_executor
-    )
-    return dg.Definitions(
-        assets=[landing_batches, *raw_assets, audit_trail, *delivery_assets],
-        jobs=[refresh, *automation.jobs],
-        schedules=automation.schedules,
-        sensors=automation.sensors,
-        resources={"warehouse": Warehouse()},
-    )
+    return dg.Definitions.merge(ingest_definitions.defs, delivery_definitions.defs, automation.defs,
+                                dg.Definitions(resources={"warehouse": Warehouse()}))
 
 
 def make_batch(landing: Path, site: str, export_id: str, sealed: bool) -> Path:
@@ -64,14 +60,11 @@ def test_sensor_requests_exactly_one_run_per_new_sealed_batch(
 
     def tick() -> list[str]:
         nonlocal cursor
-        result = sensor.evaluate_tick(
-            dg.build_sensor_context(
-                instance=instance,
-                cursor=cursor,
-                definitions=defs,
-                resources={"warehouse": Warehouse()},
-            )
-        )
+        # The warehouse resource holds a run's lock from setup to teardown, so Dagster opens it as
+        # a context manager (for a sensor it takes no lock: there is no run).
+        with dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs,
+                                     resources={"warehouse": Warehouse()}) as context:
+            result = sensor.evaluate_tick(context)
         assert all(r.run_key and r.job_name in (None, "refresh") for r in result.run_requests or [])
         cursor = result.cursor or cursor
         batches = [r.tags["pod/batch"] for r in result.run_requests or []]
@@ -95,8 +88,8 @@ def test_sensor_requests_exactly_one_run_per_new_sealed_batch(
 
 def test_refresh_does_not_deliver_and_weekly_delivery_does() -> None:
     graph = code_location().resolve_asset_graph()
-    refresh = automation.REFRESH_SELECTION.resolve(graph)
-    weekly = automation.weekly_delivery_job.selection.resolve(graph)
+    refresh = automation.refresh_job.selection.resolve(graph)
+    weekly = weekly_delivery_job.selection.resolve(graph)
     assert PUBLISHED_KEY in refresh and LANDING_KEY in refresh and DELIVERY_KEY not in refresh
     assert weekly == refresh | {DELIVERY_KEY}
 
@@ -179,8 +172,11 @@ def test_a_killed_run_is_recovered_and_does_not_block_the_next(
     assert killed.status == dg.DagsterRunStatus.STARTED
     assert instance.event_log_storage.get_concurrency_info("duckdb_writer").claimed_slots
 
-    tick = automation.interrupted_run_sensor(dg.build_sensor_context(instance=instance))
-    assert tick.skip_message == f"marked 1 interrupted run(s) failed: {killed.run_id}"
+    # While `pod ui` serves, it fails such runs every minute (here every half second, while a
+    # stand-in for dagster dev runs for two).
+    said: list[str] = []
+    assert supervise(subprocess.Popen(["sleep", "2"]), instance, every=0.5, report=said.append) == 0
+    assert said == [f"pod ui: run {killed.run_id} was interrupted (its process is gone): marked failed"]
     assert instance.get_run_by_id(killed.run_id).status == dg.DagsterRunStatus.FAILURE
     assert not instance.event_log_storage.get_concurrency_info("duckdb_writer").claimed_slots
     began = time.monotonic()

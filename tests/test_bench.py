@@ -14,7 +14,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from pod_pipeline.bench.run import SizeResult, goals, table
+from pod_devtools.bench.run import SizeResult, goals, table
 
 
 def _result(n: int, full_s: float, reference_s: float, peak_mb: float = 500.0,
@@ -57,7 +57,7 @@ def test_bench_smoke_run_at_50_and_10000(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("POD_", "DAGSTER_"))}
     out, work = tmp_path / "out", tmp_path / "work"
     completed = subprocess.run(
-        [sys.executable, "-m", "pod_pipeline.cli", "bench", "--sizes", "50 10000", "--out", str(out),
+        [sys.executable, "-m", "pod_pipeline.app.cli", "bench", "--sizes", "50 10000", "--out", str(out),
          "--work", str(work), "--incremental-at", "10000"],
         env=env, capture_output=True, text=True, timeout=1200)
     assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]

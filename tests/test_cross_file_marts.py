@@ -8,9 +8,9 @@ import duckdb
 import pytest
 from landing_builder import batch, dictionary_rows, meeting, participant, redcap
 
-from pod_pipeline.ingest.manifest import seal_batch
+from pod_pipeline.app.runner import execute
+from pod_pipeline.ingest.batch_manifest import seal_batch
 from pod_pipeline.ingest.rules import instrument_items
-from pod_pipeline.runner import execute
 
 pytestmark = pytest.mark.slow
 

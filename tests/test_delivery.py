@@ -11,12 +11,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pod_pipeline import __version__
-from pod_pipeline.delivery import csvsafe, trial
+from pod_pipeline import __version__, csvsafe
+from pod_pipeline.delivery import deliveries
 from pod_pipeline.delivery.assets import published_marts, trial_delivery
 from pod_pipeline.delivery.dictionary import dbt_docs
 from pod_pipeline.ingest import landing, ledger
-from pod_pipeline.ingest.manifest import seal_batch, sha256_file
+from pod_pipeline.ingest.batch_manifest import seal_batch, sha256_file
 from pod_pipeline.resources import Warehouse, connect
 from pod_pipeline.settings import Settings
 
@@ -90,7 +90,7 @@ def delivered(pod_env: Path, tmp_path: Path) -> tuple[Settings, dict[str, str], 
     return (
         settings,
         manifests,
-        settings.warehouse_dir / "deliveries" / trial.delivery_day().isoformat(),
+        settings.warehouse_dir / "deliveries" / deliveries.delivery_day().isoformat(),
     )
 
 
@@ -110,10 +110,10 @@ def read_csv(path: Path) -> list[dict[str, str]]:
 
 def test_delivery_manifest_verifies_against_its_files(delivered) -> None:
     settings, manifests, folder = delivered
-    assert trial.verify_delivery(folder) == []
+    assert deliveries.verify_delivery(folder) == []
     names = sorted(os.listdir(folder))
     assert names == sorted(
-        [f"{t}.{s}" for t in trial.DELIVERABLE for s in ("csv", "parquet")]
+        [f"{t}.{s}" for t in deliveries.DELIVERABLE for s in ("csv", "parquet")]
         + ["data_dictionary.csv", "manifest.json"]
     )
     manifest = json.loads((folder / "manifest.json").read_text())
@@ -142,7 +142,7 @@ def test_batches_that_landed_after_the_publication_are_not_listed(
     with connect(settings) as con:
         assert landing.record_batches(con, landing.discover(landing_dir).sealed).new_accepted
     assert deliver().success
-    folder = settings.warehouse_dir / "deliveries" / trial.delivery_day().isoformat()
+    folder = settings.warehouse_dir / "deliveries" / deliveries.delivery_day().isoformat()
     batches = json.loads((folder / "manifest.json").read_text())["landing_batches"]
     assert {f"{b['site']}/{b['export_id']}": b["manifest_sha256"] for b in batches} == published
 
@@ -153,7 +153,7 @@ def test_tampering_is_detected(delivered) -> None:
     target.chmod(0o644)
     target.write_text(target.read_text().replace("POD", "TAU", 1))
     (folder / "extra.csv").write_text("x\n")
-    assert trial.verify_delivery(folder) == [
+    assert deliveries.verify_delivery(folder) == [
         "extra.csv: in the folder but not in the manifest",
         "participants.csv: SHA-256 differs from the manifest",
     ]
@@ -179,7 +179,7 @@ def test_a_second_delivery_on_the_same_day_is_refused_unless_forced(delivered) -
     assert {p.name: sha256_file(p) for p in folder.iterdir()} == before
     assert deliver(new_folder=True).success
     second = folder.with_name(f"{folder.name}_2")
-    assert trial.verify_delivery(second) == []
+    assert deliveries.verify_delivery(second) == []
     assert json.loads((second / "manifest.json").read_text())["delivery"] == second.name
     assert all(p.stat().st_mode & 0o222 == 0 for p in second.iterdir())
 
@@ -211,7 +211,7 @@ def test_data_dictionary_lists_every_delivered_column_with_its_type(delivered) -
         "age_change": "INTEGER",
         "consent_date": "DATE",
     }
-    assert {r["table"] for r in rows} == set(trial.DELIVERABLE)
+    assert {r["table"] for r in rows} == set(deliveries.DELIVERABLE)
 
 
 def test_a_mart_holding_an_erased_participant_is_not_delivered(

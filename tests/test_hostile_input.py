@@ -29,11 +29,13 @@ from hypothesis import HealthCheck, Phase, event, example, given, settings
 from hypothesis import strategies as st
 from landing_builder import batch, ingest, participant, quarantine, redcap
 
-from pod_pipeline.delivery import csvsafe
+from pod_devtools.synth import generate
+from pod_pipeline import csvsafe
+from pod_pipeline.app.runner import execute
 from pod_pipeline.identifiers import find_nhs_numbers
 from pod_pipeline.ingest import ledger
+from pod_pipeline.ingest.batch_manifest import KNOWN_FILES, MANIFEST, seal_batch
 from pod_pipeline.ingest.checks import conservation_failures, schema_drift
-from pod_pipeline.ingest.manifest import KNOWN_FILES, MANIFEST, seal_batch
 from pod_pipeline.ingest.reasons import REASONS
 from pod_pipeline.ingest.rules import MISSING_CODES, instrument_items
 from pod_pipeline.ingest.specs import (
@@ -45,8 +47,6 @@ from pod_pipeline.ingest.specs import (
     SPECS,
     WITHDRAWAL_TYPES,
 )
-from pod_pipeline.runner import execute
-from pod_pipeline.synth import generate
 
 SITE_BATCH = ("kmpt", "20261120T060000Z")
 BOM = codecs.BOM_UTF8
@@ -472,11 +472,6 @@ def test_whole_pipeline_survives_a_heavily_mutated_zone(tmp_path: Path,
         details = con.execute("select string_agg(detail, ' ') from marts.quarantine").fetchall()
         assert "(10 digits withheld)" in details[0][0] and not find_nhs_numbers(details[0][0])
     assert quarantined["row"] > 30 and quarantined["file"] == 2, quarantined
-
-
-@pytest.fixture(scope="module")
-def story(tmp_path_factory: pytest.TempPathFactory) -> scenario.Story:
-    return scenario.story(tmp_path_factory)
 
 
 def _is_number(cell: str) -> bool:

@@ -40,11 +40,6 @@ DECIMAL = re.compile(r"[0-9]+\.[0-9]+")
 
 
 @pytest.fixture(scope="module")
-def story(tmp_path_factory: pytest.TempPathFactory) -> scenario.Story:
-    return scenario.story(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
 def zone_identifiers(story) -> dict[str, set[str]]:
     numbers, births, elsewhere = set(), set(), set()
     for path in sorted(story.landing.rglob("*.csv")):

@@ -19,8 +19,8 @@ from landing_builder import (
 
 from pod_pipeline.identifiers import pseudonym
 from pod_pipeline.ingest import ledger
+from pod_pipeline.ingest.batch_manifest import KNOWN_FILES
 from pod_pipeline.ingest.checks import conservation_failures
-from pod_pipeline.ingest.manifest import KNOWN_FILES
 
 E1, E2, E3 = "20250101T060000Z", "20250301T060000Z", "20250201T060000Z"
 NHS_A, NHS_B, NHS_UNKNOWN = "9434765919", "4010232137", "9990000018"
@@ -196,7 +196,7 @@ def test_a_changed_loaded_batch_is_refused_and_the_ledger_chain_detects_tamperin
     folder = batch(root, "kmpt", E1, register=[participant("KMPT-0001")])
     ingest(root, tmp_path / "w.duckdb").close()
     (folder / "register.csv").write_text((folder / "register.csv").read_text().replace("1980", "1981"))
-    from pod_pipeline.ingest.manifest import seal_batch
+    from pod_pipeline.ingest.batch_manifest import seal_batch
 
     seal_batch(folder)
     con = ingest(root, tmp_path / "w.duckdb")
@@ -251,7 +251,7 @@ def test_rows_delivered_before_their_participant_is_registered_come_back_when_th
     register = first / "register.csv"
     lines = register.read_text().splitlines()
     register.write_text("\n".join([lines[0] + ",arm", *(line + ",POD" for line in lines[1:])]) + "\n")
-    from pod_pipeline.ingest.manifest import seal_batch
+    from pod_pipeline.ingest.batch_manifest import seal_batch
 
     seal_batch(first)
     con = ingest(root, db)

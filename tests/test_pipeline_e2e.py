@@ -6,12 +6,12 @@ import json
 import duckdb
 import pytest
 
+from pod_devtools.synth import generate
+from pod_pipeline.app.runner import execute
 from pod_pipeline.identifiers import find_nhs_numbers
+from pod_pipeline.ingest.batch_manifest import KNOWN_FILES
 from pod_pipeline.ingest.checks import conservation_failures
 from pod_pipeline.ingest.current import current_exports
-from pod_pipeline.ingest.manifest import KNOWN_FILES
-from pod_pipeline.runner import execute
-from pod_pipeline.synth import generate
 
 pytestmark = pytest.mark.slow
 

@@ -15,9 +15,9 @@ import pytest
 from pod_pipeline.delivery import publication
 from pod_pipeline.delivery.assets import PUBLISHED_KEY, published_marts
 from pod_pipeline.ingest import ledger
+from pod_pipeline.ingest.fingerprint import fingerprint, last_published_fingerprint
 from pod_pipeline.resources import Warehouse, connect
 from pod_pipeline.settings import Settings
-from pod_pipeline.state import fingerprint, last_published_fingerprint
 
 PARTICIPANTS = dg.AssetKey(["marts", "participants"])
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 import pytest
+from synthetic_quality_warehouse import EXPORTS, write_quality_warehouse
 
 from pod_pipeline.ingest.assets import RAW_KEYS
 from pod_pipeline.quality import quality_checks
@@ -25,7 +26,6 @@ from pod_pipeline.quality.checks import (
     visit_window_compliance,
 )
 from pod_pipeline.quality.suites import load_suite_json
-from pod_pipeline.quality.synthetic import EXPORTS, write_quality_warehouse
 from pod_pipeline.resources import Warehouse, connect
 from pod_pipeline.settings import EXPECTATIONS_DIR, Settings
 

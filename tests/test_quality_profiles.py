@@ -9,12 +9,12 @@ import duckdb
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from synthetic_quality_warehouse import EXPORTS, write_quality_warehouse
 
 from pod_pipeline.identifiers import find_nhs_numbers
 from pod_pipeline.quality import drift, identifier_scan, profiles
-from pod_pipeline.quality.synthetic import EXPORTS, write_quality_warehouse
 from pod_pipeline.settings import SEEDS_DIR
-from pod_pipeline.transform.assets import ensure_manifest
+from pod_pipeline.transform.assets import ensure_dbt_manifest
 
 VALID = "9434765919"  # passes the modulus-11 check
 BUILT_MARTS = ("participants", "participant_timepoints", "outcome_scores", "carer_timepoints",
@@ -40,7 +40,7 @@ def con(warehouse: Path, tmp_path: Path):
 
 
 def test_synthetic_marts_have_the_dbt_models_columns(con: duckdb.DuckDBPyConnection) -> None:
-    nodes = json.loads(ensure_manifest().read_text())["nodes"]
+    nodes = json.loads(ensure_dbt_manifest().read_text())["nodes"]
     for table in BUILT_MARTS:
         documented = set(nodes[f"model.pod.{table}"]["columns"])
         built = {c for (c,) in con.execute("select column_name from information_schema.columns "

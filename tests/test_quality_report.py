@@ -5,10 +5,10 @@ from pathlib import Path
 
 import dagster as dg
 import duckdb
+from synthetic_quality_warehouse import write_quality_warehouse
 
 from pod_pipeline.quality import quality_assets
 from pod_pipeline.quality.reports import SITE_REPORTS_KEY
-from pod_pipeline.quality.synthetic import write_quality_warehouse
 from pod_pipeline.resources import Warehouse, connect
 from pod_pipeline.settings import SEEDS_DIR, Settings
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from pod_pipeline.automation import FULL_REFRESH
+from pod_pipeline.ingest.assets import FULL_REFRESH
 from pod_pipeline.quality import quality_assets, quality_checks
 from pod_pipeline.settings import Settings
 

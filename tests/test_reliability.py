@@ -29,21 +29,16 @@ from dagster._core.workspace.load_target import InProcessWorkspaceLoadTarget
 from dagster._daemon.sensor import execute_sensor_iteration
 from landing_builder import batch, ingest, participant, redcap
 
-from pod_pipeline.delivery import trial
+from pod_pipeline.app.runner import prepare_instance
+from pod_pipeline.delivery import deliveries
 from pod_pipeline.ingest import ledger
+from pod_pipeline.ingest.batch_manifest import MANIFEST, seal_batch, sha256_file
 from pod_pipeline.ingest.checks import conservation_failures
-from pod_pipeline.ingest.manifest import MANIFEST, seal_batch, sha256_file
-from pod_pipeline.runner import prepare_instance
 from pod_pipeline.settings import Settings
 
 E1, E2 = "20250101T060000Z", "20250301T060000Z"
 # Run timestamps and ids differ between two runs of the same data; everything else must not.
 RUN_COLUMNS = {"loaded_at", "quarantined_at", "published_at", "run_id", "dagster_run_id"}
-
-
-@pytest.fixture(scope="module")
-def story(tmp_path_factory: pytest.TempPathFactory) -> scenario.Story:
-    return scenario.story(tmp_path_factory)
 
 
 def mart_contents(database: Path) -> dict[str, list[tuple]]:
@@ -87,7 +82,7 @@ def test_a_run_killed_during_dbt_leaves_publication_and_deliveries_byte_identica
     assert ("STEP_START", "delivery__published_marts") not in events
     assert story.after_kill == story.before_kill
     assert not list(story.warehouse.glob(".pod_marts.staged-*"))
-    assert trial.verify_delivery(story.deliveries[0]) == []
+    assert deliveries.verify_delivery(story.deliveries[0]) == []
 
 
 @pytest.mark.slow
@@ -306,7 +301,7 @@ def test_every_delivery_lists_the_exact_landing_batches_and_their_checksums(stor
     assert story.redelivery.success
     assert len(story.deliveries) == 2
     for number, folder in enumerate(story.deliveries, start=1):
-        assert trial.verify_delivery(folder) == []
+        assert deliveries.verify_delivery(folder) == []
         manifest = json.loads((folder / MANIFEST).read_text())
         listed = {(b["site"], b["export_id"]): b for b in manifest["landing_batches"]}
         assert sorted(listed) == sorted((p.parent.name, p.name) for p in expected[number])

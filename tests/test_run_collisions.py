@@ -18,8 +18,8 @@ import pytest
 from test_reliability import mart_contents
 from test_ui_browser import free_port, wait_for_server
 
-from pod_pipeline.delivery.ui import start_ui, stop_ui
-from pod_pipeline.runner import prepare_instance
+from pod_pipeline.app.runner import prepare_instance
+from pod_pipeline.app.ui import start_ui, stop_ui
 from pod_pipeline.settings import PROJECT_ROOT, SAMPLE_LANDING_DIR, Settings
 
 pytestmark = pytest.mark.slow

@@ -10,11 +10,11 @@ import duckdb
 import pytest
 import scenario
 
-from pod_pipeline import cli
-from pod_pipeline.delivery import trial
-from pod_pipeline.runner import RunSummary, report
+from pod_pipeline.app import cli
+from pod_pipeline.app.runner import RunSummary, report
+from pod_pipeline.delivery import deliveries
+from pod_pipeline.ingest.fingerprint import STATE_DDL
 from pod_pipeline.settings import SAMPLE_LANDING_DIR, Settings
-from pod_pipeline.state import STATE_DDL
 
 RUN_ID = "f00dfeed-0000-4000-8000-000000000001"
 EARLIER_RUN = "abcdef12-0000-4000-8000-000000000002"
@@ -124,7 +124,7 @@ def test_only_the_commands_that_run_the_pipeline_need_the_landing_zone(
 def test_a_second_delivery_the_same_day_is_refused_before_any_run(
     pod_env: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    today = pod_env / "warehouse" / "deliveries" / trial.delivery_day().isoformat()
+    today = pod_env / "warehouse" / "deliveries" / deliveries.delivery_day().isoformat()
     today.mkdir(parents=True)
     assert cli.main(["deliver"]) == 1
     out, err = capsys.readouterr()
@@ -150,7 +150,7 @@ def test_pod_deliver_delivers_refuses_a_second_delivery_and_delivers_into_a_new_
         last = result.stdout.strip().splitlines()[-1]
         assert last.startswith("Delivered to "), result.stdout[-3000:]
         folder = Path(last.removeprefix("Delivered to "))
-        assert (folder / "manifest.json").is_file() and trial.verify_delivery(folder) == []
+        assert (folder / "manifest.json").is_file() and deliveries.verify_delivery(folder) == []
         return folder
 
     first = delivered(deliver())

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from pod_pipeline.cli import main
-from pod_pipeline.ingest.manifest import EXPORT_ID_PATTERN, SITE_PATTERN, check_batch
+from pod_devtools.synth import generate
+from pod_pipeline.app.cli import main
+from pod_pipeline.ingest.batch_manifest import EXPORT_ID_PATTERN, SITE_PATTERN, check_batch
 from pod_pipeline.ingest.reasons import REASONS
 from pod_pipeline.settings import PROJECT_ROOT, SEEDS_DIR
-from pod_pipeline.synth import generate
 
 STUDY_ID = re.compile(r"^[A-Z][A-Z0-9]*-[0-9]{3,6}$")
 MISSING_CODES = {"UNK", "NASK", "ASKU", "NA"}

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from pod_pipeline.delivery.ui import start_ui, stop_ui
-from pod_pipeline.runner import prepare_instance
+from pod_pipeline.app.runner import prepare_instance
+from pod_pipeline.app.ui import start_ui, stop_ui
 from pod_pipeline.settings import PROJECT_ROOT, SAMPLE_LANDING_DIR, Settings
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
@@ -198,7 +198,7 @@ def test_ui_shows_groups_runs_a_materialisation_and_a_check(
 
             # `pod run` records on the same instance: its run joins the UI's run in the history.
             pod_run = subprocess.run(
-                [sys.executable, "-m", "pod_pipeline.cli", "run"],
+                [sys.executable, "-m", "pod_pipeline.app.cli", "run"],
                 cwd=PROJECT_ROOT,
                 capture_output=True,
                 text=True,

@@ -16,11 +16,6 @@ import scenario
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def story(tmp_path_factory: pytest.TempPathFactory) -> scenario.Story:
-    return scenario.story(tmp_path_factory)
-
-
 def rows_naming(con: duckdb.DuckDBPyConnection, relations: list[str], ids: set[str]) -> dict:
     """Rows of each relation with a text value equal to one of the ids (any column)."""
     found = {}

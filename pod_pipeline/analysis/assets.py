@@ -10,7 +10,7 @@ import pandas as pd
 
 from pod_pipeline import __version__
 from pod_pipeline.analysis import disclosure, economics, figures, report, stats, tables
-from pod_pipeline.metadata import markdown_table
+from pod_pipeline.markdown import markdown_table
 from pod_pipeline.resources import Warehouse
 
 GROUP = "analysis"

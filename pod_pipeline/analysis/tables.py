@@ -1,12 +1,11 @@
 """The study's small tables as the report and figures show them, and the helpers they share."""
 
-import csv
 from dataclasses import dataclass
 
 import duckdb
 import pandas as pd
 
-from pod_pipeline.settings import SEEDS_DIR
+from pod_pipeline import seeds
 
 BASELINE = "baseline"
 ALL_SITES = "All sites"
@@ -16,8 +15,7 @@ FLOW_EXITS = ("withdrawn", "died")
 
 def timepoint_order() -> dict[str, int]:
     """Order of the scheduled timepoints, from the visit-window seed ingestion also reads."""
-    with open(SEEDS_DIR / "visit_windows.csv", newline="") as handle:
-        return {row["timepoint"]: int(row["timepoint_order"]) for row in csv.DictReader(handle)}
+    return {row["timepoint"]: int(row["timepoint_order"]) for row in seeds.rows("visit_windows")}
 
 
 def flow_stages() -> list[str]:

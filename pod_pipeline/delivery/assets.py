@@ -4,12 +4,12 @@ import dagster as dg
 import duckdb
 
 from pod_pipeline.analysis import analysis_assets
-from pod_pipeline.delivery import publication, trial
+from pod_pipeline.delivery import deliveries, publication
 from pod_pipeline.delivery.dictionary import dbt_docs
-from pod_pipeline.metadata import markdown_table
+from pod_pipeline.ingest.fingerprint import record_publication
+from pod_pipeline.markdown import markdown_table
 from pod_pipeline.resources import Warehouse
-from pod_pipeline.state import record_publication
-from pod_pipeline.transform.assets import ensure_manifest, pod_dbt_models
+from pod_pipeline.transform.assets import ensure_dbt_manifest, pod_dbt_models
 
 GROUP = "delivery"
 PUBLISHED_KEY = dg.AssetKey(["delivery", "published_marts"])
@@ -72,20 +72,20 @@ def trial_delivery(
     """Trial delivery: a dated folder of published marts (CSV, Parquet), dictionary and manifest."""
     settings = warehouse.settings
     try:
-        folder = trial.delivery_folder(
-            settings.warehouse_dir / "deliveries", trial.delivery_day(), config.new_folder
+        folder = deliveries.delivery_folder(
+            settings.warehouse_dir / "deliveries", deliveries.delivery_day(), config.new_folder
         )
         with warehouse.connect(read_only=True) as con:
-            erased = trial.erased_participants(con)
-            source = trial.provenance(con, settings, context.run_id, len(erased))
+            erased = deliveries.erased_participants(con)
+            source = deliveries.provenance(con, settings, context.run_id, len(erased))
         if not settings.published_db.exists():
-            raise trial.DeliveryRefused(
+            raise deliveries.DeliveryRefused(
                 f"{settings.published_db} does not exist: nothing to deliver"
             )
-        docs = dbt_docs(ensure_manifest())
+        docs = dbt_docs(ensure_dbt_manifest())
         with duckdb.connect(str(settings.published_db), read_only=True) as published:
-            manifest = trial.write_delivery(published, folder, source, docs, erased)
-    except trial.DeliveryRefused as exc:
+            manifest = deliveries.write_delivery(published, folder, source, docs, erased)
+    except deliveries.DeliveryRefused as exc:
         raise dg.Failure(description=str(exc), allow_retries=False) from exc
     tables = manifest["tables"]
     return dg.MaterializeResult(

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import duckdb
 
+from pod_pipeline.sql import lit
+
 SCHEMA = "marts"
 RELEASES = "marts_releases"
 PARQUET_LINK = "marts"
@@ -93,7 +95,7 @@ def _write_database(
     """A new DuckDB file holding a copy of each table (views are materialised), durably on disk."""
     # Written in the v1.0 storage format, so analysts' DuckDB 1.x clients (the CLI, R's duckdb)
     # open it as well as DuckDB 2.
-    con.execute(f"attach '{sql_path(path)}' as pod_publish (storage_version '{STORAGE_VERSION}')")
+    con.execute(f"attach {lit(str(path))} as pod_publish (storage_version '{STORAGE_VERSION}')")
     try:
         con.execute(f"create schema pod_publish.{SCHEMA}")
         rows = {}
@@ -118,7 +120,7 @@ def _write_parquet(con: duckdb.DuckDBPyConnection, tables: list[str], folder: Pa
     folder.mkdir(parents=True)
     for table in tables:
         con.execute(
-            f"copy {SCHEMA}.\"{table}\" to '{sql_path(folder / f'{table}.parquet')}' "
+            f"copy {SCHEMA}.\"{table}\" to {lit(str(folder / f'{table}.parquet'))} "
             "(format parquet, compression zstd)"
         )
     for path in folder.iterdir():
@@ -160,7 +162,3 @@ def _fsync(path: Path) -> None:
     finally:
         os.close(fd)
 
-
-def sql_path(path: Path) -> str:
-    """A path as a single-quoted SQL string's contents."""
-    return str(path).replace("'", "''")

@@ -2,16 +2,15 @@
 
 import dagster as dg
 
-from pod_pipeline.ingest import current, landing, ledger, load
-from pod_pipeline.ingest.manifest import KNOWN_FILES
+from pod_pipeline.ingest import current, landing, ledger, pipeline
+from pod_pipeline.ingest.fingerprint import fingerprint, last_published_fingerprint
 from pod_pipeline.ingest.specs import SPECS
-from pod_pipeline.metadata import markdown_table
+from pod_pipeline.markdown import markdown_table
 from pod_pipeline.resources import Warehouse
-from pod_pipeline.state import fingerprint, last_published_fingerprint
 
 GROUP = "ingestion"
 LANDING_KEY = dg.AssetKey(["ingest", "landing_batches"])
-RAW_KEYS = {file: dg.AssetKey(["raw", SPECS[file].table]) for file in KNOWN_FILES}
+RAW_KEYS = {file: dg.AssetKey(["raw", spec.table]) for file, spec in SPECS.items()}
 QUARANTINE_KEY = dg.AssetKey(["raw", "quarantine"])
 LEDGER_KEY = dg.AssetKey(["raw", "load_ledger"])
 
@@ -20,15 +19,18 @@ class LandingConfig(dg.Config):
     force: bool = False  # rebuild everything even when nothing new has landed
 
 
+LANDING_OP = "ingest__landing_batches"  # run config is keyed by op name: ["ingest", "landing_batches"]
+# The run config of a run that rebuilds everything even when nothing new has landed.
+FULL_REFRESH = {"ops": {LANDING_OP: {"config": {"force": True}}}}
+
+
 @dg.asset(key=LANDING_KEY, group_name=GROUP, output_required=False, pool="duckdb_writer")
 def landing_batches(context: dg.AssetExecutionContext, config: LandingConfig, warehouse: Warehouse):
     """Sealed export batches, each verified against its manifest and recorded once in the ledger (one row per batch)."""
     settings = warehouse.settings
-    found = landing.discover(settings.landing_dir)
     with warehouse.connect() as con:
-        load.ensure_schema(con)
-        report = landing.record_batches(con, found.sealed, context.run_id)
-        pending = sum(len(landing.pending_files(con, settings.landing_dir, f)) for f in KNOWN_FILES)
+        found, report = pipeline.record_landing(con, settings.landing_dir, context.run_id)
+        pending = sum(len(landing.pending_files(con, settings.landing_dir, f)) for f in SPECS)
         state = fingerprint(con, settings)
         unchanged = state == last_published_fingerprint(con)
         batches = con.execute(
@@ -69,10 +71,8 @@ def _raw_asset(file: str, deps: list[dg.AssetKey]) -> dg.AssetsDefinition:
     def _asset(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
         settings = warehouse.settings
         with warehouse.connect() as con:
-            load.ensure_schema(con)
-            outcomes = [load.load_file(con, spec, batch, settings.pseudonym_key, context.run_id)
-                        for batch in landing.pending_files(con, settings.landing_dir, file)]
-            rows = current.refresh(con, file, settings.pseudonym_key, context.run_id)
+            done = pipeline.ingest_file(con, settings.landing_dir, file, settings.pseudonym_key, context.run_id)
+            outcomes, rows = done.outcomes, done.rows
             by_reason = con.execute(
                 "select reason, count(*) from audit.quarantine where file = $f and run_id = $r "
                 "group by reason order by 2 desc", {"f": file, "r": context.run_id}).fetchall()
@@ -108,13 +108,8 @@ def _raw_asset(file: str, deps: list[dg.AssetKey]) -> dg.AssetsDefinition:
     return _asset
 
 
-raw_assets = [
-    _raw_asset("register.csv", [LANDING_KEY]),
-    _raw_asset("redcap_dictionary.csv", [LANDING_KEY]),
-    _raw_asset("redcap_records.csv", [RAW_KEYS["register.csv"], RAW_KEYS["redcap_dictionary.csv"]]),
-    _raw_asset("honos.csv", [RAW_KEYS["register.csv"]]),
-    _raw_asset("network_meetings.csv", [RAW_KEYS["register.csv"]]),
-]
+raw_assets = [_raw_asset(file, [RAW_KEYS[read] for read in spec.reads] or [LANDING_KEY])
+              for file, spec in SPECS.items()]
 
 
 @dg.multi_asset(

@@ -7,7 +7,7 @@ from pod_pipeline.ingest import ledger, rules
 from pod_pipeline.ingest.assets import LEDGER_KEY, RAW_KEYS
 from pod_pipeline.ingest.current import current_exports
 from pod_pipeline.ingest.specs import REDCAP_PLUMBING, SPECS
-from pod_pipeline.metadata import markdown_table
+from pod_pipeline.markdown import markdown_table
 from pod_pipeline.resources import Warehouse
 from pod_pipeline.sql import table_exists
 

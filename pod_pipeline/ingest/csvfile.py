@@ -14,7 +14,6 @@ does the heavy lifting only when it provably reads the same records:
 import array
 import codecs
 import csv
-import io
 import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -22,6 +21,8 @@ from pathlib import Path
 
 import duckdb
 import pyarrow as pa
+
+from pod_pipeline.sql import lit, q
 
 CHUNK = 1 << 23
 BOM = codecs.BOM_UTF8
@@ -148,10 +149,10 @@ def stage_file(con: duckdb.DuckDBPyConnection, path: Path, table: str, required:
 
 
 def _duckdb_read(path: Path, header: list[str], quoted: bool) -> str:
-    columns = ", ".join(f"'{_quote_literal(name)}': 'VARCHAR'" for name in header)
+    columns = ", ".join(f"{lit(name)}: 'VARCHAR'" for name in header)
     quoting = "quote = '\"', escape = '\"'" if quoted else "quote = '', escape = ''"
     return (
-        f"read_csv('{_quote_literal(str(path))}', header = true, delim = ',', {quoting}, "
+        f"read_csv({lit(str(path))}, header = true, delim = ',', {quoting}, "
         f"columns = {{{columns}}}, auto_detect = false, strict_mode = true, "
         "max_line_size = 134217728, null_padding = false)"
     )
@@ -181,7 +182,7 @@ def _stage_scanned(con: duckdb.DuckDBPyConnection, path: Path, table: str, heade
     except duckdb.Error:
         con.execute(f"drop table if exists {table}")
         return False
-    length = " + ".join(f"coalesce(length({_ident(name)}), 0)" for name in header)
+    length = " + ".join(f"coalesce(length({q(name)}), 0)" for name in header)
     count, total = con.execute(f"select count(*), coalesce(sum({length}), 0) from {table}").fetchall()[0]
     if count != len(lines) or total != total_length:
         con.execute(f"drop table {table}")
@@ -190,7 +191,7 @@ def _stage_scanned(con: duckdb.DuckDBPyConnection, path: Path, table: str, heade
     con.register("_staged_lines", line_table)
     try:
         # A quoted empty field ("") reads as '' rather than NULL: both mean missing.
-        columns = ", ".join(f"nullif({_ident(name)}, '') as {_ident(name)}" for name in header)
+        columns = ", ".join(f"nullif({q(name)}, '') as {q(name)}" for name in header)
         _replace_with(con, table, f"select _staged_lines._line, {columns} from {table} "
                                   "positional join _staged_lines")
     finally:
@@ -251,7 +252,7 @@ def _stage_python(con: duckdb.DuckDBPyConnection, path: Path, table: str, header
         if record is not None and len(record) == len(header)
     )
     loaded = 0
-    con.execute(f"create table {table} ({', '.join(f'{_ident(f.name)} {_sql_type(f)}' for f in schema)})")
+    con.execute(f"create table {table} ({', '.join(f'{q(f.name)} {_sql_type(f)}' for f in schema)})")
     while batch := list(itertools.islice(records, BATCH_ROWS)):
         columns = zip(*batch, strict=True)
         arrow = pa.table([pa.array(col, type=f.type) for col, f in zip(columns, schema, strict=True)],
@@ -279,14 +280,3 @@ def _count(con: duckdb.DuckDBPyConnection, table: str) -> int:
     return con.execute(f"select count(*) from {table}").fetchall()[0][0]
 
 
-def _ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _quote_literal(text: str) -> str:
-    return text.replace("'", "''")
-
-
-def rows_of(text: str) -> list[list[str]]:
-    """Python's reading of CSV text, for tests and the hostile-input oracle."""
-    return [row for row in csv.reader(io.StringIO(text.removeprefix("\ufeff"), newline="")) if row]

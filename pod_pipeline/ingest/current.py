@@ -18,9 +18,9 @@ import duckdb
 
 from pod_pipeline.identifiers import hmac_pads, sql_pseudonym
 from pod_pipeline.ingest import rules
-from pod_pipeline.ingest.rules import SEP, lit, q
-from pod_pipeline.ingest.specs import DICTIONARY_COLUMNS, HONOS_ITEMS, REDCAP_PLUMBING, SPECS, FileSpec
-from pod_pipeline.sql import table_exists
+from pod_pipeline.ingest.rules import SEP
+from pod_pipeline.ingest.specs import SPECS, FileSpec
+from pod_pipeline.sql import lit, q, table_exists
 
 LINEAGE = ("_site as site, _export_id as export_id, _file as source_file, _line as line_number, "
            "_loaded_at as loaded_at")
@@ -42,34 +42,24 @@ def _history_columns(con: duckdb.DuckDBPyConnection, table: str) -> set[str]:
 
 
 def _projection(con: duckdb.DuckDBPyConnection, spec: FileSpec, site: str) -> list[str]:
-    """The raw table's columns as SQL over the site's history rows."""
+    """The raw table's columns as SQL over the site's history rows `h` (and the reference `reg`)."""
     present = _history_columns(con, spec.table)
-
-    def column(name: str) -> str:
-        return q(name) if name in present else f"cast(null as varchar) as {q(name)}"
-
-    if spec.table == "register":
-        return [column(c) for c in ("study_id", "gender", "ethnic_category", "arm", "cluster_id",
-                                    "consent_date", "withdrawal_date", "withdrawal_type")] + [
-            "_age_at_consent as age_at_consent", "_pseudonym is not null as has_nhs_number"]
-    if spec.table == "honos":
-        return ["assessment_id", "reg.ref_study_id as study_id", "assessment_date", "rater_role",
-                *HONOS_ITEMS, "honos_08_problem_type"]
-    if spec.table == "redcap_dictionary":
-        return [column(c) for c in DICTIONARY_COLUMNS]
-    if spec.table == "redcap_records":
-        flagged = _flagged(con, site)
-        fields = []
-        for item in rules.instrument_items():
-            if item.field_name not in present or item.field_name in flagged:
-                fields.append(f"cast(null as varchar) as {q(item.field_name)}")
-            else:
-                # A quarantined instrument's values are not trusted: they stay in history only.
-                fields.append(f"case when list_contains(string_split(_quarantined_instruments, ','), "
-                              f"{lit(item.instrument)}) then null else {q(item.field_name)} end "
-                              f"as {q(item.field_name)}")
-        return [column(c) for c in REDCAP_PLUMBING] + fields + ["_quarantined_instruments as quarantined_instruments"]
-    return [column(c) for c in spec.required]
+    columns = spec.raw_columns()
+    flagged = _flagged(con, site) if any(c.instrument for c in columns) else set()
+    select = []
+    for column in columns:
+        name = q(column.name)
+        if column.sql is not None:
+            select.append(f"{column.sql} as {name}")
+        elif column.name not in present or column.name in flagged:
+            select.append(f"cast(null as {column.type}) as {name}")
+        elif column.instrument is not None:
+            # A quarantined instrument's values are not trusted: they stay in history only.
+            select.append(f"case when list_contains(string_split(_quarantined_instruments, ','), "
+                          f"{lit(column.instrument)}) then null else {name} end as {name}")
+        else:
+            select.append(name)
+    return select
 
 
 def _flagged(con: duckdb.DuckDBPyConnection, site: str) -> set[str]:
@@ -225,16 +215,7 @@ def _columns(con: duckdb.DuckDBPyConnection, table: str) -> list[str]:
 
 def _create_empty(con: duckdb.DuckDBPyConnection, spec: FileSpec, target: str) -> None:
     """A site-less raw table still exists, so dbt can build on a landing zone missing a file type."""
-    columns = {"register": ["study_id", "gender", "ethnic_category", "arm", "cluster_id", "consent_date",
-                            "withdrawal_date", "withdrawal_type"],
-               "honos": ["assessment_id", "study_id", "assessment_date", "rater_role", *HONOS_ITEMS,
-                         "honos_08_problem_type"],
-               "redcap_records": [*REDCAP_PLUMBING, *(i.field_name for i in rules.instrument_items()),
-                                  "quarantined_instruments"],
-               "redcap_dictionary": list(DICTIONARY_COLUMNS)}.get(spec.table, list(spec.required))
-    typed = [f"{q(c)} varchar" for c in columns]
-    if spec.table == "register":
-        typed += ["age_at_consent integer", "has_nhs_number boolean"]
+    typed = [f"{q(c.name)} {c.type}" for c in spec.raw_columns()]
     typed += ["site varchar", "export_id varchar", "source_file varchar", "line_number bigint",
               "loaded_at timestamp"]
     con.execute(f"create table {target} ({', '.join(typed)})")

@@ -7,8 +7,8 @@ from pathlib import Path
 import duckdb
 
 from pod_pipeline.ingest import ledger
+from pod_pipeline.ingest.batch_manifest import EXPORT_ID_PATTERN, MANIFEST, SITE_PATTERN, check_batch
 from pod_pipeline.ingest.load import BatchFile, quarantine_file
-from pod_pipeline.ingest.manifest import EXPORT_ID_PATTERN, MANIFEST, SITE_PATTERN, check_batch
 
 
 @dataclass

@@ -14,11 +14,12 @@ from pathlib import Path
 
 import duckdb
 
-from pod_pipeline.identifiers import hmac_pads, sql_pseudonym
+from pod_pipeline.identifiers import hmac_pads
 from pod_pipeline.ingest import ledger, rules
 from pod_pipeline.ingest.csvfile import FileRejected, StagedFile, stage_file
-from pod_pipeline.ingest.rules import SEP, lit, q
+from pod_pipeline.ingest.rules import SEP
 from pod_pipeline.ingest.specs import CARER_INSTRUMENT, FileSpec
+from pod_pipeline.sql import lit, q, table_exists
 
 STAGE = "_stage"
 CHECKED = "_checked"
@@ -142,7 +143,7 @@ def _load(con: duckdb.DuckDBPyConnection, spec: FileSpec, batch: BatchFile, stag
     select = [f"s.{q(c)}" for c in header] + [f"{first} as _first", f"{detail} as _detail"]
     for instrument, (i_first, i_detail) in instruments.items():
         select += [f"{i_first} as {q('_i_' + instrument)}", f"{i_detail} as {q('_d_' + instrument)}"]
-    select += _derived_columns(spec)
+    select += [f"{d.sql} as {d.name}" for d in spec.derived]
     pads = dict(zip(("inner_pad", "outer_pad"), hmac_pads(key), strict=True))
     con.execute(f"create table {CHECKED} as select s._line, {', '.join(select)} from {STAGE} s",
                 {k: v for k, v in pads.items() if f"${k}" in first + " ".join(select)})
@@ -171,7 +172,7 @@ def _known_redcap(column: str, spec: FileSpec) -> bool:
 
 def _flagged_identifiers(con: duckdb.DuckDBPyConnection, batch: BatchFile, spec: FileSpec) -> set[str]:
     """REDCap fields the site's dictionary marks `Identifier? = y` (as of this batch)."""
-    if spec.table != "redcap_records" or not _exists(con, "restricted", "redcap_dictionary_history"):
+    if spec.table != "redcap_records" or not table_exists(con, "restricted", "redcap_dictionary_history"):
         return set()
     rows = con.execute(
         'select "Variable / Field Name" from restricted.redcap_dictionary_history '
@@ -203,22 +204,6 @@ def _instrument_checks(header: list[str], identifiers: set[str]) -> dict[str, tu
     return checks
 
 
-def _derived_columns(spec: FileSpec) -> list[str]:
-    """Columns computed once at load: the keyed pseudonym that links a person across files (so the
-    NHS number itself is never needed again), and the register's age at consent."""
-    pseudonym = f"case when {q('nhs_number')} is not null then {sql_pseudonym('s.nhs_number')} end as _pseudonym"
-    if spec.table == "register":
-        consent, dob = rules.iso_date("consent_date"), rules.iso_date("date_of_birth")
-        return [
-            pseudonym,
-            f"date_part('year', {consent}) - date_part('year', {dob}) - case when "
-            f"strftime({consent}, '%m%d') < strftime({dob}, '%m%d') then 1 else 0 end as _age_at_consent",
-        ]
-    if spec.table == "honos":
-        return [pseudonym]
-    return []
-
-
 def _quarantine_rows(con: duckdb.DuckDBPyConnection, malformed: list[tuple[int, str]],
                      instruments: dict[str, tuple[str, str]], where: dict[str, str],
                      at: dt.datetime, run_id: str | None) -> None:
@@ -246,8 +231,7 @@ def _quarantine_rows(con: duckdb.DuckDBPyConnection, malformed: list[tuple[int, 
 def _append_history(con: duckdb.DuckDBPyConnection, spec: FileSpec, header: list[str],
                     instruments: dict[str, tuple[str, str]], batch: BatchFile, at: dt.datetime) -> None:
     history = f"restricted.{spec.table}_history"
-    derived = {"register": {"_pseudonym": "varchar", "_age_at_consent": "integer"},
-               "honos": {"_pseudonym": "varchar"}}.get(spec.table, {})
+    derived = {d.name: d.type for d in spec.derived}
     columns = {c: "varchar" for c in header} | {
         "_site": "varchar", "_export_id": "varchar", "_file": "varchar", "_line": "bigint",
         "_loaded_at": "timestamp", "_status": "varchar", "_reason": "varchar",
@@ -284,12 +268,6 @@ def _ensure_table(con: duckdb.DuckDBPyConnection, table: str, columns: dict[str,
     for column, kind in columns.items():
         if column not in existing:
             con.execute(f"alter table {table} add column {q(column)} {kind}")
-
-
-def _exists(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
-    return bool(con.execute(
-        "select 1 from information_schema.tables where table_schema = $s and table_name = $t",
-        {"s": schema, "t": table}).fetchall())
 
 
 def _now() -> dt.datetime:

@@ -76,5 +76,3 @@ REASONS: dict[str, Reason] = {
                "Correct the related fields together."),
     ]
 }
-
-QUARANTINE_CODES = frozenset(REASONS)

@@ -6,11 +6,12 @@ column order: the first broken rule is the unit's reason, all of them go into it
 Values of identifier columns never enter a detail.
 """
 
-import csv
 import functools
 from dataclasses import dataclass
 
-from pod_pipeline.settings import SEEDS_DIR
+from pod_pipeline import seeds
+from pod_pipeline.identifiers import TEN_DIGITS
+from pod_pipeline.sql import lit, q
 
 MISSING_CODES = ("UNK", "NASK", "ASKU", "NA")
 STUDY_ID_PATTERN = "[A-Z][A-Z0-9]*-[0-9]{3,6}"
@@ -23,15 +24,6 @@ class Rule:
     column: str
     verdict: str  # SQL: a reason code when the row breaks the rule, else NULL
     detail: str  # SQL text saying what is wrong (evaluated only when the verdict is not NULL)
-
-
-def q(name: str) -> str:
-    """Quote an identifier for DuckDB."""
-    return '"' + name.replace('"', '""') + '"'
-
-
-def lit(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
 
 
 def when(column: str, reason: str, broken: str, detail: str) -> Rule:
@@ -53,14 +45,14 @@ def without_ten_digits(expression: str) -> str:
     Quarantine details leave the restricted schema; an NHS number typed into the wrong field, or
     quoted whole by a rule's detail, must not go with them.
     """
-    return (f"regexp_replace({expression}, '[0-9]{{3}} ?[0-9]{{3}} ?[0-9]{{4}}', "
+    return (f"regexp_replace({expression}, {lit(TEN_DIGITS)}, "
             "'(10 digits withheld)', 'g')")
 
 
 def free_text(column: str) -> Rule:
     """A free-text field must not hold ten digits: an NHS number typed in the wrong place would
     leave the restricted schema with the row (and block every publication at the mart check)."""
-    return when(column, "identifier_in_text", f"regexp_matches({q(column)}, '[0-9]{{3}} ?[0-9]{{3}} ?[0-9]{{4}}')",
+    return when(column, "identifier_in_text", f"regexp_matches({q(column)}, {lit(TEN_DIGITS)})",
                 f"'{column} holds ten digits, perhaps an NHS number (value withheld)'")
 
 
@@ -74,12 +66,6 @@ def iso_date_ok(column: str) -> str:
 def iso_date(column: str) -> str:
     """The column parsed as an ISO date (NULL when it is not one)."""
     return f"cast(try_strptime({q(column)}, '%Y-%m-%d') as date)"
-
-
-def any_date(column: str) -> str:
-    """The column parsed as YYYY-MM-DD or the UK DD/MM/YYYY form of HoNOS extracts."""
-    value = q(column)
-    return f"cast(coalesce(try_strptime({value}, '%Y-%m-%d'), try_strptime({value}, '%d/%m/%Y')) as date)"
 
 
 def any_date_ok(column: str) -> str:
@@ -172,20 +158,17 @@ class Item:
 @functools.cache
 def instrument_items() -> tuple[Item, ...]:
     """The REDCap fields the pipeline knows, from the seed that scoring also reads."""
-    with (SEEDS_DIR / "instrument_items.csv").open(newline="", encoding="utf-8") as handle:
-        return tuple(
-            Item(row["instrument"], row["field_name"], row["value_type"],
-                 int(row["min_value"]) if row["min_value"] else None,
-                 int(row["max_value"]) if row["max_value"] else None, row["role"])
-            for row in csv.DictReader(handle)
-        )
+    return tuple(
+        Item(row["instrument"], row["field_name"], row["value_type"],
+             int(row["min_value"]) if row["min_value"] else None,
+             int(row["max_value"]) if row["max_value"] else None, row["role"])
+        for row in seeds.rows("instrument_items")
+    )
 
 
-@functools.cache
 def redcap_events() -> dict[str, str]:
     """REDCap event name -> arm."""
-    with (SEEDS_DIR / "redcap_events.csv").open(newline="", encoding="utf-8") as handle:
-        return {row["redcap_event_name"]: row["arm"] for row in csv.DictReader(handle)}
+    return {row["redcap_event_name"]: row["arm"] for row in seeds.rows("redcap_events")}
 
 
 def item_rules(item: Item) -> list[Rule]:

@@ -16,9 +16,10 @@ only a row that passes them all is judged by the cross-file rules.
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from pod_pipeline.identifiers import sql_nhs_number_is_valid
+from pod_pipeline.identifiers import sql_nhs_number_is_valid, sql_pseudonym
 from pod_pipeline.ingest import rules as r
-from pod_pipeline.ingest.rules import Rule, q
+from pod_pipeline.ingest.rules import Rule
+from pod_pipeline.sql import lit, q
 
 GENDER_CODES = ("1", "2", "9", "X")
 ETHNIC_CODES = tuple("ABCDEFGHJKLMNPRSZ")
@@ -39,6 +40,28 @@ DICTIONARY_COLUMNS = (
 
 
 @dataclass(frozen=True)
+class Column:
+    """A column of a raw table: by default the delivered column of that name, verbatim (NULL when
+    the export lacks it); or SQL over the history row `h` and the reference register `reg`; or a
+    REDCap instrument's field (NULL when the site's dictionary flags it as an identifier, or the
+    row's instrument was quarantined)."""
+
+    name: str
+    sql: str | None = None
+    type: str = "varchar"
+    instrument: str | None = None
+
+
+@dataclass(frozen=True)
+class Derived:
+    """A column computed once at load and kept in history beside the delivered ones."""
+
+    name: str
+    sql: str  # over the staged row `s`
+    type: str
+
+
+@dataclass(frozen=True)
 class FileSpec:
     file: str
     table: str
@@ -48,10 +71,45 @@ class FileSpec:
     row_rules: Callable[[str], list[Rule]]  # site -> rules judged at load time
     cross_rules: Callable[[str], list[Rule]] | None = None  # site -> rules judged every run against `reg`
     link: str | None = None  # SQL joining a history row `h` to the current reference register `reg`
+    reads: tuple[str, ...] = ()  # other files this file's raw rows are built with (loaded first)
+    derived: tuple[Derived, ...] = ()
+    # The raw table's columns (before lineage); None: the required columns but identifiers, verbatim.
+    columns: Callable[[], tuple[Column, ...]] | None = None
 
     @property
     def uses_register(self) -> bool:
         return self.cross_rules is not None
+
+    def raw_columns(self) -> tuple[Column, ...]:
+        if self.columns is not None:
+            return self.columns()
+        return tuple(Column(c) for c in self.required if c not in self.identifiers)
+
+
+# The keyed pseudonym that links a person across files, so the NHS number is never needed again.
+PSEUDONYM = Derived("_pseudonym", f"case when s.nhs_number is not null then {sql_pseudonym('s.nhs_number')} end",
+                    "varchar")
+_CONSENT, _BIRTH = r.iso_date("consent_date"), r.iso_date("date_of_birth")
+AGE_AT_CONSENT = Derived("_age_at_consent", f"date_part('year', {_CONSENT}) - date_part('year', {_BIRTH}) - case when "
+                         f"strftime({_CONSENT}, '%m%d') < strftime({_BIRTH}, '%m%d') then 1 else 0 end", "integer")
+
+
+def _register_columns() -> tuple[Column, ...]:
+    return (*(Column(c) for c in ("study_id", "gender", "ethnic_category", "arm", "cluster_id", "consent_date",
+                                  "withdrawal_date", "withdrawal_type")),
+            Column("age_at_consent", "_age_at_consent", "integer"),
+            Column("has_nhs_number", "_pseudonym is not null", "boolean"))
+
+
+def _honos_columns() -> tuple[Column, ...]:
+    return (Column("assessment_id"), Column("study_id", "reg.ref_study_id"), Column("assessment_date"),
+            Column("rater_role"), *(Column(c) for c in HONOS_ITEMS), Column("honos_08_problem_type"))
+
+
+def _redcap_columns() -> tuple[Column, ...]:
+    return (*(Column(c) for c in REDCAP_PLUMBING),
+            *(Column(i.field_name, instrument=i.instrument) for i in r.instrument_items()),
+            Column("quarantined_instruments", "_quarantined_instruments"))
 
 
 def _register_rules(site: str) -> list[Rule]:
@@ -85,7 +143,7 @@ def _register_rules(site: str) -> list[Rule]:
 
 
 def _redcap_rules(site: str) -> list[Rule]:
-    events = ", ".join(r.lit(e) for e in r.redcap_events())
+    events = ", ".join(lit(e) for e in r.redcap_events())
     carer = f"redcap_repeat_instrument = '{CARER_INSTRUMENT}'"
     return [
         r.required("record_id"),
@@ -102,7 +160,7 @@ def _redcap_rules(site: str) -> list[Rule]:
              "when redcap_repeat_instrument is null and redcap_repeat_instance is not null then 'invalid_repeat' end",
              "'redcap_repeat_instance ' || coalesce('''' || redcap_repeat_instance || '''', 'empty') "
              "|| ' does not fit redcap_repeat_instrument ' || coalesce(redcap_repeat_instrument, 'empty')"),
-        r.when("redcap_data_access_group", "invalid_code", f"redcap_data_access_group <> {r.lit(site)}",
+        r.when("redcap_data_access_group", "invalid_code", f"redcap_data_access_group <> {lit(site)}",
                f"'redcap_data_access_group = ' || {r.shown('redcap_data_access_group')} "
                f"|| ' is not this site ({site})'"),
         Rule("carer_id", f"case when {carer} and carer_id is null then 'missing_value' end",
@@ -116,7 +174,7 @@ def _redcap_rules(site: str) -> list[Rule]:
 
 def _redcap_cross_rules(site: str) -> list[Rule]:
     event_arm = "case " + " ".join(
-        f"when redcap_event_name = {r.lit(e)} then {r.lit(arm)}" for e, arm in r.redcap_events().items()
+        f"when redcap_event_name = {lit(e)} then {lit(arm)}" for e, arm in r.redcap_events().items()
     ) + " end"
     return [
         r.when("record_id", "unknown_participant", "reg.ref_study_id is null",
@@ -134,7 +192,7 @@ def _not_collected(item: r.Item) -> Rule:
     return r.when(item.field_name, "inconsistent_value",
                   f"redcap_repeat_instrument is {'' if carer else 'not '}distinct from "
                   f"'{CARER_INSTRUMENT}'",
-                  r.lit(f"{item.field_name} has a value, but {row} does not collect {item.instrument}"))
+                  lit(f"{item.field_name} has a value, but {row} does not collect {item.instrument}"))
 
 
 def _honos_rules(site: str) -> list[Rule]:
@@ -201,28 +259,33 @@ def _dictionary_rules(site: str) -> list[Rule]:
     return [r.required(name), r.duplicate(name, [name])]
 
 
+# In the order they are loaded: every file after the files it reads.
 SPECS: dict[str, FileSpec] = {
     spec.file: spec
     for spec in (
         FileSpec("register.csv", "register",
                  ("study_id", "nhs_number", "date_of_birth", "gender", "ethnic_category", "arm",
                   "cluster_id", "consent_date", "withdrawal_date", "withdrawal_type"),
-                 ("study_id",), ("nhs_number", "date_of_birth"), _register_rules),
+                 ("study_id",), ("nhs_number", "date_of_birth"), _register_rules,
+                 derived=(PSEUDONYM, AGE_AT_CONSENT), columns=_register_columns),
         FileSpec("redcap_dictionary.csv", "redcap_dictionary", DICTIONARY_COLUMNS,
                  ("Variable / Field Name",), (), _dictionary_rules),
         FileSpec("redcap_records.csv", "redcap_records", REDCAP_PLUMBING,
                  ("record_id", "redcap_event_name", "redcap_repeat_instrument", "redcap_repeat_instance"),
-                 (), _redcap_rules, _redcap_cross_rules, link="reg.ref_study_id = h.record_id"),
+                 (), _redcap_rules, _redcap_cross_rules, link="reg.ref_study_id = h.record_id",
+                 reads=("register.csv", "redcap_dictionary.csv"),
+                 columns=_redcap_columns),
         FileSpec("honos.csv", "honos",
                  ("assessment_id", "nhs_number", "assessment_date", "rater_role", *HONOS_ITEMS,
                   "honos_08_problem_type"),
                  ("assessment_id",), ("nhs_number",), _honos_rules, _honos_cross_rules,
-                 link="reg.ref_pseudonym = h._pseudonym"),
+                 link="reg.ref_pseudonym = h._pseudonym", reads=("register.csv",), derived=(PSEUDONYM,),
+                 columns=_honos_columns),
         FileSpec("network_meetings.csv", "network_meetings",
                  ("meeting_id", "study_id", "meeting_date", "duration_minutes", "service_user_present",
                   "family_members_present", "other_network_members_present", "clinicians_present",
                   "peer_support_worker_present", *KEY_ELEMENTS),
                  ("meeting_id",), (), _meeting_rules, _meeting_cross_rules,
-                 link="reg.ref_study_id = h.study_id"),
+                 link="reg.ref_study_id = h.study_id", reads=("register.csv",)),
     )
 }

@@ -13,7 +13,7 @@ import pandas as pd
 
 from pod_pipeline.ingest.assets import RAW_KEYS
 from pod_pipeline.ingest.specs import SPECS
-from pod_pipeline.metadata import markdown_table
+from pod_pipeline.markdown import markdown_table
 from pod_pipeline.quality import drift, identifier_scan, profiles
 from pod_pipeline.quality.suites import check_result, validate
 from pod_pipeline.resources import Warehouse

@@ -10,7 +10,7 @@ import duckdb
 import pandas as pd
 
 from pod_pipeline.ingest.specs import SPECS
-from pod_pipeline.quality.profiles import table_exists
+from pod_pipeline.sql import table_exists
 
 # The participant each file's rows belong to (honos: the keyed pseudonym of its NHS number).
 PARTICIPANT_COLUMN = {"register": "study_id", "redcap_records": "record_id",

@@ -11,11 +11,10 @@ restricted.register_history.date_of_birth, as dates, and as ISO or UK text insid
 import duckdb
 import pandas as pd
 
-from pod_pipeline.identifiers import find_nhs_numbers, sql_nhs_number_is_valid
-from pod_pipeline.quality.profiles import table_exists
+from pod_pipeline.identifiers import TEN_DIGITS, find_nhs_numbers, sql_nhs_number_is_valid
+from pod_pipeline.sql import table_exists
 
 # Every text find_nhs_numbers flags matches this, so a value that does not cannot hold one.
-TEN_DIGITS = r"[0-9]{3} ?[0-9]{3} ?[0-9]{4}"
 _DATE_IN_TEXT = r"[0-9]{4}-[0-9]{2}-[0-9]{2}|[0-9]{2}/[0-9]{2}/[0-9]{4}"
 _TEXT_TYPES = ("VARCHAR",)
 _WHOLE_NUMBER_TYPES = ("INTEGER", "BIGINT", "HUGEINT", "UBIGINT", "UINTEGER")

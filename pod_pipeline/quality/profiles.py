@@ -8,18 +8,7 @@ a score is checked against the bounds it was scored with, not a copy of them.
 import duckdb
 import pandas as pd
 
-from pod_pipeline.settings import SEEDS_DIR
-
-
-def table_exists(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
-    return bool(con.execute("select 1 from information_schema.tables where table_schema = $s "
-                            "and table_name = $t", {"s": schema, "t": table}).fetchall())
-
-
-def seed(name: str) -> str:
-    """SQL reading a dbt seed CSV as text, as ingestion does (dbt_project/seeds/<name>.csv)."""
-    path = str(SEEDS_DIR / f"{name}.csv").replace("'", "''")
-    return f"read_csv('{path}', header = true, all_varchar = true)"
+from pod_pipeline.seeds import sql as seed
 
 
 def completeness(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:

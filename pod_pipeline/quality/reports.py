@@ -2,10 +2,11 @@
 
 import dagster as dg
 
-from pod_pipeline.delivery.csvsafe import copy_csv
-from pod_pipeline.metadata import markdown_table
-from pod_pipeline.quality.profiles import seed
+from pod_pipeline.csvsafe import copy_csv
+from pod_pipeline.markdown import markdown_table
 from pod_pipeline.resources import Warehouse
+from pod_pipeline.seeds import sql as seed
+from pod_pipeline.sql import lit
 
 GROUP = "quality"
 SITE_REPORTS_KEY = dg.AssetKey(["quality", "site_completeness_reports"])
@@ -60,7 +61,7 @@ def site_completeness_reports(warehouse: Warehouse) -> dg.MaterializeResult:
             folder.mkdir(parents=True, exist_ok=True)
             path = folder / f"missing_assessments_{reference}.csv"
             # copy_csv reads a table or view by name: the site's rows as a temporary view.
-            literal = "'" + site.replace("'", "''") + "'"
+            literal = lit(site)
             con.execute(f"create or replace temp view _pod_site_report as {_report_sql(literal)}")
             copy_csv(con, "_pod_site_report", path)
             rows = con.execute("select count(*) from _pod_site_report").fetchall()[0][0]

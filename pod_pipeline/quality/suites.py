@@ -15,7 +15,7 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 
-from pod_pipeline.metadata import markdown_table
+from pod_pipeline.markdown import markdown_table
 from pod_pipeline.settings import EXPECTATIONS_DIR
 
 DOCS_SITE = "pod_quality"

@@ -18,7 +18,7 @@ from pod_pipeline.resources import Warehouse
 from pod_pipeline.settings import DBT_PROJECT_DIR
 
 TARGET_DIR = DBT_PROJECT_DIR / "target"
-MANIFEST = TARGET_DIR / "manifest.json"
+DBT_MANIFEST = TARGET_DIR / "manifest.json"
 # A file under these changes what `dbt parse` writes to the manifest.
 PROJECT_INPUTS = ("models", "seeds", "macros", "tests", "dbt_project.yml", "profiles.yml")
 
@@ -32,17 +32,17 @@ def _newest_input() -> float:
     return newest
 
 
-def ensure_manifest() -> Path:
+def ensure_dbt_manifest() -> Path:
     """Build dbt's manifest when it is missing or older than the project (prepare_if_dev does
     nothing outside `dagster dev`, and a fresh clone has no target folder)."""
-    if MANIFEST.exists() and MANIFEST.stat().st_mtime >= _newest_input():
-        return MANIFEST
+    if DBT_MANIFEST.exists() and DBT_MANIFEST.stat().st_mtime >= _newest_input():
+        return DBT_MANIFEST
     os.environ.setdefault("POD_WORK_DB", str(DBT_PROJECT_DIR / "target" / "parse_only.duckdb"))
     result = dbtRunner().invoke(["parse", "--quiet", "--project-dir", str(DBT_PROJECT_DIR),
                                  "--profiles-dir", str(DBT_PROJECT_DIR), "--target-path", str(TARGET_DIR)])
     if not result.success:
         raise RuntimeError(f"dbt parse failed for {DBT_PROJECT_DIR}: {result.exception}")
-    return MANIFEST
+    return DBT_MANIFEST
 
 
 class PodDbtTranslator(DagsterDbtTranslator):
@@ -59,7 +59,7 @@ class PodDbtTranslator(DagsterDbtTranslator):
 translator = PodDbtTranslator(settings=DagsterDbtTranslatorSettings(enable_asset_checks=True))
 
 
-@dbt_assets(manifest=ensure_manifest(), dagster_dbt_translator=translator, pool="duckdb_writer")
+@dbt_assets(manifest=ensure_dbt_manifest(), dagster_dbt_translator=translator, pool="duckdb_writer")
 def pod_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource,
                    warehouse: Warehouse) -> Iterator[Any]:
     """Seeds, staging, intermediate and marts built and tested by `dbt build` (grains in the dbt docs)."""
