@@ -37,7 +37,7 @@ bench: $(STAMP)
 	$(BIN)/pod bench
 
 lint: $(STAMP)
-	$(BIN)/ruff check pod_pipeline tests tools
+	$(BIN)/ruff check pod_pipeline pod_devtools tests tools
 	$(BIN)/sqlfluff lint dbt_project/models --disable-progress-bar
 
 ## sample: regenerate the bundled synthetic sample (deterministic)
