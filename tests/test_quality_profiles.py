@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from synthetic_quality_warehouse import EXPORTS, write_quality_warehouse
 
+from pod_pipeline import seeds as pod_seeds
 from pod_pipeline.identifiers import find_nhs_numbers
 from pod_pipeline.quality import drift, identifier_scan, profiles
 from pod_pipeline.settings import SEEDS_DIR
@@ -115,7 +116,7 @@ def test_score_bounds_are_read_from_the_seed(con: duckdb.DuckDBPyConnection, tmp
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    monkeypatch.setattr(profiles, "SEEDS_DIR", seeds)
+    monkeypatch.setattr(pod_seeds, "SEEDS_DIR", seeds)  # where every seed is read from
     above = con.execute("select count(*) from marts.participant_timepoints "
                         "where wemwbs_total > 60").fetchone()[0]
     profile = profiles.scores(con, "participant_timepoints").set_index("scale")
