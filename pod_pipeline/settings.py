@@ -6,6 +6,7 @@ the whole pipeline at a temporary folder by setting `POD_DATA_DIR` (or the indiv
 
 import datetime as dt
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -47,6 +48,8 @@ class Settings:
     completeness_error_below: float = 0.50
     # Groups with fewer due assessments than this are too small to block on (they can still warn).
     completeness_min_due: int = 5
+    # Sites assigned a protocol by the deployment, overriding seeds/site_protocols.csv.
+    site_protocols: dict[str, str] = field(default_factory=dict)
 
     @property
     def uses_demo_key(self) -> bool:
@@ -102,6 +105,7 @@ class Settings:
             completeness_warn_below=_share(env, "POD_COMPLETENESS_WARN_BELOW", 0.80),
             completeness_error_below=_share(env, "POD_COMPLETENESS_ERROR_BELOW", 0.50),
             completeness_min_due=_int(env, "POD_COMPLETENESS_MIN_DUE", 5, minimum=1),
+            site_protocols=_site_protocols(env.get("POD_SITE_PROTOCOLS")),
         )
 
     def dbt_vars(self) -> dict[str, str]:
@@ -109,6 +113,7 @@ class Settings:
             "reference_date": self.reference_date.isoformat(),
             "value_set": self.value_set,
             "price_year": self.price_year,
+            "site_protocols": ",".join(f"{site}={protocol}" for site, protocol in self.site_protocols.items()),
         }
 
     def dbt_env(self) -> dict[str, str]:
@@ -137,6 +142,22 @@ def _parse_reference_date(value: str | None) -> dt.date:
         return dt.date.fromisoformat(value)
     except ValueError as exc:
         raise SettingsError(f"POD_REFERENCE_DATE={value!r} is not a YYYY-MM-DD date") from exc
+
+
+def _site_protocols(value: str | None) -> dict[str, str]:
+    """POD_SITE_PROTOCOLS: `site=protocol` pairs separated by commas, protocols of the seed."""
+    # Imported here: pod_pipeline.seeds stands on this module (it reads SEEDS_DIR).
+    from pod_pipeline import seeds
+
+    known = [row["protocol"] for row in seeds.rows("protocols")]
+    assigned: dict[str, str] = {}
+    for entry in filter(None, (part.strip() for part in (value or "").split(","))):
+        site, _, protocol = (part.strip() for part in entry.partition("="))
+        if not re.fullmatch(r"[a-z0-9]+", site) or protocol not in known:
+            raise SettingsError(f"POD_SITE_PROTOCOLS={value!r}: {entry!r} is not site=protocol with a "
+                                f"protocol among {', '.join(known)}")
+        assigned[site] = protocol
+    return assigned
 
 
 def _int(env: dict[str, str], name: str, default: int, minimum: int) -> int:

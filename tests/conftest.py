@@ -11,7 +11,8 @@ def pod_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     data = tmp_path / "data"
     monkeypatch.setenv("POD_DATA_DIR", str(data))
     monkeypatch.setenv("DAGSTER_HOME", str(data / "dagster_home"))
-    for name in ("POD_WAREHOUSE_DIR", "POD_LANDING_DIR", "POD_PSEUDONYM_KEY", "POD_ENV", "POD_VALUE_SET"):
+    for name in ("POD_WAREHOUSE_DIR", "POD_LANDING_DIR", "POD_PSEUDONYM_KEY", "POD_ENV", "POD_VALUE_SET",
+                 "POD_SITE_PROTOCOLS"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("POD_REFERENCE_DATE", "2026-11-25")
     return data
@@ -30,7 +31,7 @@ def sample_work_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
         patch.setenv("DAGSTER_HOME", str(data / "dagster_home"))
         patch.setenv("POD_LANDING_DIR", str(SAMPLE_LANDING_DIR))
         patch.setenv("POD_REFERENCE_DATE", "2026-11-25")
-        for name in ("POD_WAREHOUSE_DIR", "POD_PSEUDONYM_KEY", "POD_ENV", "POD_VALUE_SET"):
+        for name in ("POD_WAREHOUSE_DIR", "POD_PSEUDONYM_KEY", "POD_ENV", "POD_VALUE_SET", "POD_SITE_PROTOCOLS"):
             patch.delenv(name, raising=False)
         assert execute(quiet=True).success
     return data / "warehouse" / "pod_work.duckdb"

@@ -182,7 +182,12 @@ def write_synthetic_marts(
             'uk_2026' as value_set, '2024/25' as price_year
         from utilities
     """)
-    stages = flow_stages()
+    # One stage per timepoint of the schedule (the synthetic participants follow pod_evaluation).
+    stages = [stage for stage in flow_stages() if not stage.endswith("_assessed")
+              or stage.removesuffix("_assessed") in TIMEPOINT_DAYS]
+    assessed_counts = ", ".join(
+        f"count(*) filter (where participant_id in (select participant_id from assessed "
+        f"where timepoint = '{timepoint}')) as {timepoint}_assessed" for timepoint in TIMEPOINT_DAYS)
     con.execute(f"""
         create or replace table marts.participant_flow as
         with assessed as (
@@ -192,15 +197,7 @@ def write_synthetic_marts(
         counts as (
             select arm,
                 count(*) as consented,
-                count(*) filter (where participant_id in
-                    (select participant_id from assessed where timepoint = 'baseline'))
-                    as baseline_assessed,
-                count(*) filter (where participant_id in
-                    (select participant_id from assessed where timepoint = 'month_3'))
-                    as month_3_assessed,
-                count(*) filter (where participant_id in
-                    (select participant_id from assessed where timepoint = 'month_6'))
-                    as month_6_assessed,
+                {assessed_counts},
                 count(*) filter (where withdrawal_type = 'follow_up') as withdrawn,
                 count(*) filter (where withdrawal_type = 'died') as died
             from marts.participants group by arm

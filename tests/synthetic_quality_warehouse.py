@@ -16,7 +16,9 @@ import duckdb
 from pod_pipeline.settings import SEEDS_DIR
 
 EXPORTS = ("20261101T060000Z", "20261120T060000Z")
-INSTRUMENTS = ("wemwbs", "wsas", "csq8", "eq5d5l", "service_use", "honos")
+INSTRUMENTS = ("wemwbs", "wsas", "csq8", "eq5d5l", "service_use", "honos", "qpr", "sdmq9", "sps", "lsns6")
+SPS_SUBSCALES = ("attachment", "social_integration", "reassurance_of_worth", "reliable_alliance", "guidance",
+                 "opportunity_for_nurturance")
 
 
 def _seed(name: str) -> str:
@@ -55,6 +57,7 @@ def write_quality_warehouse(con: duckdb.DuckDBPyConnection, participants: int = 
         create or replace table marts.participants as
         select printf('S%02d-%06d', i % {sites} + 1, i // {sites}) as participant_id,
             printf('s%02d', i % {sites} + 1) as site,
+            'pod_evaluation' as protocol,
             case when unif(i, 'arm') < 0.5 then 'POD' else 'TAU' end as arm,
             cast(null as varchar) as cluster_id,
             cast(pick(i, 'age', 18, 80) as integer) as age_at_consent,
@@ -66,13 +69,12 @@ def write_quality_warehouse(con: duckdb.DuckDBPyConnection, participants: int = 
         from range({participants}) as t(i)
     """)
     _write_participant_timepoints(con, ref)
-    con.execute("""
+    con.execute(f"""
         create or replace temp table _instrument_statuses as
         unpivot (select participant_id, timepoint, site, arm, timepoint_order, timepoint_status,
-                        window_end_date, wemwbs_status, wsas_status, csq8_status, eq5d5l_status,
-                        service_use_status, honos_status
+                        window_end_date, {", ".join(f"{i}_status" for i in INSTRUMENTS)}
                  from marts.participant_timepoints)
-        on wemwbs_status, wsas_status, csq8_status, eq5d5l_status, service_use_status, honos_status
+        on {", ".join(f"{i}_status" for i in INSTRUMENTS)}
         into name instrument value status;
         update _instrument_statuses set instrument = replace(instrument, '_status', '');
         update marts.participants as p set has_baseline = exists (
@@ -89,13 +91,14 @@ def write_quality_warehouse(con: duckdb.DuckDBPyConnection, participants: int = 
 def _write_participant_timepoints(con: duckdb.DuckDBPyConnection, ref: str) -> None:
     expected = " ".join(
         f"left join {_seed('expected_instruments')} as e_{i} "
-        f"on e_{i}.timepoint = spine.timepoint and e_{i}.instrument = '{i}'" for i in INSTRUMENTS)
+        f"on e_{i}.protocol = spine.protocol and e_{i}.timepoint = spine.timepoint "
+        f"and e_{i}.instrument = '{i}'" for i in INSTRUMENTS)
     honos = [("honos_behaviour", 12), ("honos_impairment", 8), ("honos_symptoms", 12),
              ("honos_social", 16)]
     con.execute(f"""
         create or replace table marts.participant_timepoints as
         with spine as (
-            select p.participant_id, w.timepoint, p.site, p.arm,
+            select p.participant_id, w.timepoint, p.site, pt.protocol, p.arm,
                 cast(w.timepoint_order as integer) as timepoint_order,
                 cast(w.target_day as integer) as target_day,
                 p.consent_date + cast(w.target_day as integer) as target_date,
@@ -105,6 +108,9 @@ def _write_participant_timepoints(con: duckdb.DuckDBPyConnection, ref: str) -> N
                     else 'not_yet_due' end as timepoint_status,
                 p.i * 3 + w.timepoint_order as k
             from marts.participants as p cross join {_seed('visit_windows')} as w
+            -- Every synthetic site follows the default protocol, pod_evaluation.
+            inner join {_seed('protocol_timepoints')} as pt
+                on pt.timepoint = w.timepoint and pt.protocol = 'pod_evaluation'
         ),
         statuses as (
             select spine.*, {", ".join(_status(i) for i in INSTRUMENTS)}
@@ -120,7 +126,7 @@ def _write_participant_timepoints(con: duckdb.DuckDBPyConnection, ref: str) -> N
                 on swemwbs.scale = 'swemwbs_metric'
                 and swemwbs.raw_score = 7 + hash(k, 'swemwbs') % 29
         )
-        select participant_id, timepoint, site, arm, timepoint_order, target_day, target_date,
+        select participant_id, timepoint, site, protocol, arm, timepoint_order, target_day, target_date,
             window_start_date, window_end_date, visit_date,
             cast(visit_date - target_date + target_day as bigint) as study_day,
             case when visit_date is not null
@@ -143,7 +149,16 @@ def _write_participant_timepoints(con: duckdb.DuckDBPyConnection, ref: str) -> N
                        for c, top in honos)},
             {_scored("honos", "target_day", "bigint", "honos_study_day")},
             {_scored("service_use", "pick(k, 'cost', 0, 250000) / 100", "decimal(12,2)",
-                     "service_use_cost")}
+                     "service_use_cost")},
+            {_scored("qpr", "pick(k, 'qpr', 0, 60)", "decimal(3,1)", "qpr_total")},
+            {_scored("sdmq9", "pick(k, 'sdmq9', 0, 100)", "decimal(4,1)", "sdmq9_score")},
+            {_scored("sps", "pick(k, 'sps', 24, 96)", "integer", "sps_total")},
+            {", ".join(_scored("sps", f"pick(k, 'sps_{c}', 4, 16)", "integer", f"sps_{c}")
+                       for c in SPS_SUBSCALES)},
+            {_scored("lsns6", "pick(k, 'lsns6', 0, 30)", "integer", "lsns6_total")},
+            {_scored("lsns6", "pick(k, 'lsns6_family', 0, 15)", "integer", "lsns6_family")},
+            {_scored("lsns6", "pick(k, 'lsns6_friends', 0, 15)", "integer", "lsns6_friends")},
+            {_scored("lsns6", "pick(k, 'lsns6', 0, 30) < 12", "boolean", "lsns6_isolated")}
         from visited
     """)
 
@@ -219,7 +234,8 @@ def _write_outcome_marts(con: duckdb.DuckDBPyConnection, ref: str) -> None:
                 as decimal(4,1)) as cws_wellbeing_score,
             cast(pick(hash(t.participant_id, t.timepoint, c.n), 'sp', 0, 1000) / 10
                 as decimal(4,1)) as cws_support_score,
-            32 as cws_wellbeing_items_answered, 15 as cws_support_items_answered
+            32 as cws_wellbeing_items_answered, 15 as cws_support_items_answered,
+            cast(null as integer) as zbi12_total
         from marts.participant_timepoints as t cross join (values (1), (2)) as c(n)
         where t.visit_date is not null and unif(hash(t.participant_id, c.n), 'carer') < 0.4 / c.n
     """)

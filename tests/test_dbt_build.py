@@ -6,6 +6,7 @@ tests in-process with a fixed reference date.
 """
 
 import csv
+import shutil
 from decimal import Decimal
 from pathlib import Path
 
@@ -65,15 +66,15 @@ def redcap_fields() -> list[str]:
         return [row["field_name"] for row in csv.DictReader(seed)]
 
 
-def dbt(tmp: Path, *args: str, **variables: str) -> dbtRunnerResult:
+def dbt(tmp: Path, *args: str, project_dir: Path = PROJECT_DIR, **variables: str) -> dbtRunnerResult:
     vars_yaml = "{" + ", ".join(f"{k}: '{v}'" for k, v in variables.items()) + "}"
     return dbtRunner().invoke(
         [
             *args,
             "--project-dir",
-            str(PROJECT_DIR),
+            str(project_dir),
             "--profiles-dir",
-            str(PROJECT_DIR),
+            str(project_dir),
             "--target-path",
             str(tmp / "target"),
             "--log-path",
@@ -199,6 +200,28 @@ def test_withdrawals_follow_up_and_died(con):
             for i in ("wemwbs", "wsas", "csq8", "eq5d5l", "service_use", "honos")
         } == {"not_expected"}
     assert timepoint(con, "SABP-0002", "month_3")["timepoint_status"] == "not_yet_due"
+
+
+def test_pod_evaluation_sites_report_nothing_of_the_national_trial(con):
+    """kmpt and sabp follow pod_evaluation: no month_12 / month_24, no new instrument missing."""
+    timepoints = {r["timepoint"] for r in rows(con, "select timepoint from marts.participant_timepoints")}
+    assert timepoints == {"baseline", "month_3", "month_6"}
+    assert {r["protocol"] for r in rows(con, "select protocol from marts.participant_timepoints")} == {
+        "pod_evaluation"
+    }
+    statuses = rows(
+        con,
+        "select distinct qpr_status, sdmq9_status, sps_status, lsns6_status "
+        "from marts.participant_timepoints",
+    )
+    assert statuses == [
+        {"qpr_status": "not_expected", "sdmq9_status": "not_expected",
+         "sps_status": "not_expected", "lsns6_status": "not_expected"}
+    ]
+    new = "('qpr', 'sdmq9', 'sps', 'lsns6')"
+    for mart in ("missing_assessments", "completeness"):
+        n = con.execute(f"select count(*) from marts.{mart} where instrument in {new}").fetchone()[0]
+        assert n == 0, mart
 
 
 def test_questionnaire_scores(con):
@@ -529,3 +552,59 @@ def test_value_set_setting_switches_utilities_and_qaly(built, tmp_path):
             "select distinct value_set from marts.outcome_scores where parameter = 'eq5d_index'",
         )
         assert eq5d == [{"value_set": "england_2018"}]
+
+
+def test_a_protocol_timepoint_or_instrument_is_a_seed_change(tmp_path):
+    """A copy of the project with only seed rows added (a month_36 timepoint for national_trial,
+    with QPR and WEMWBS expected there) and sabp assigned national_trial by the setting's var:
+    the spine gains month_12, month_24 and month_36 for sabp's participants only."""
+    project = tmp_path / "dbt_project"
+    shutil.copytree(PROJECT_DIR, project, ignore=shutil.ignore_patterns("target", "logs"))
+    seeds = project / "seeds"
+    added = {
+        "visit_windows.csv": "month_36,5,1095,822,1186,test\r\n",
+        "protocol_timepoints.csv": "national_trial,month_36,test\n",
+        "expected_instruments.csv": "national_trial,month_36,qpr,true,test\nnational_trial,month_36,wemwbs,true,test\n",
+    }
+    for name, text in added.items():
+        with (seeds / name).open("a", newline="") as seed:
+            seed.write(text)
+    database = tmp_path / "pod_work.duckdb"
+    with duckdb.connect(str(database)) as con:
+        load_raw_layer(con)
+        # Every SPS-24 item 1 at SABP-0002's baseline: reversed items count 4, each subscale 10.
+        items = ", ".join(f"sps_{i:02d} = '1'" for i in range(1, 25))
+        con.execute(f"update raw.redcap_records set {items} "
+                    "where record_id = 'SABP-0002' and redcap_event_name = 'baseline_arm_2'")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("POD_WORK_DB", str(database))
+        for command in ("seed", "run"):
+            result = dbt(tmp_path, command, project_dir=project, reference_date=REFERENCE_DATE,
+                         site_protocols="sabp=national_trial")
+            assert result.success, result.exception
+    with duckdb.connect(str(database)) as con:
+        spine = rows(con, "select participant_id, protocol, timepoint from marts.participant_timepoints "
+                          "order by participant_id, timepoint_order")
+        by_participant: dict[str, list[str]] = {}
+        for row in spine:
+            by_participant.setdefault(row["participant_id"], []).append(row["timepoint"])
+        assert by_participant["KMPT-0001"] == ["baseline", "month_3", "month_6"]
+        trial = ["baseline", "month_3", "month_6", "month_12", "month_24", "month_36"]
+        assert by_participant["SABP-0002"] == trial and by_participant["SABP-0003"] == trial
+        assert {r["protocol"] for r in spine if r["participant_id"].startswith("SABP")} == {"national_trial"}
+        month_36 = one(con, "select * from marts.participant_timepoints "
+                            "where participant_id = 'SABP-0002' and timepoint = 'month_36'")
+        assert (month_36["qpr_status"], month_36["wemwbs_status"], month_36["csq8_status"]) == (
+            "missing", "missing", "not_expected")
+        baseline = one(con, "select * from marts.participant_timepoints "
+                            "where participant_id = 'SABP-0002' and timepoint = 'baseline'")
+        assert baseline["sps_total"] == 60 and baseline["sps_status"] == "complete"
+        assert {baseline[f"sps_{s}"] for s in ("attachment", "social_integration", "reassurance_of_worth",
+                                               "reliable_alliance", "guidance",
+                                               "opportunity_for_nurturance")} == {10}
+        assert (baseline["sdmq9_status"], baseline["qpr_status"]) == ("not_expected", "missing")
+        stages = {r["stage"] for r in rows(con, "select stage from marts.participant_flow")}
+        assert {"month_12_assessed", "month_24_assessed", "month_36_assessed"} <= stages
+        sps = one(con, "select * from marts.outcome_scores "
+                       "where participant_id = 'SABP-0002' and parameter = 'sps_total'")
+        assert (sps["value"], sps["is_baseline"]) == (Decimal("60.000"), True)

@@ -17,10 +17,12 @@ from landing_builder import (
     redcap,
 )
 
+from pod_pipeline import seeds
 from pod_pipeline.identifiers import pseudonym
 from pod_pipeline.ingest import ledger
 from pod_pipeline.ingest.batch_manifest import KNOWN_FILES
 from pod_pipeline.ingest.checks import conservation_failures
+from pod_pipeline.settings import Settings, SettingsError
 
 E1, E2, E3 = "20250101T060000Z", "20250301T060000Z", "20250201T060000Z"
 NHS_A, NHS_B, NHS_UNKNOWN = "9434765919", "4010232137", "9990000018"
@@ -99,6 +101,45 @@ def test_redcap_instruments_are_quarantined_alone_and_rows_whole(tmp_path: Path)
                       (3, None, None, None, None, None, "visit"),
                       (9, None, None, None, None, None, "carer_questionnaire")]
     assert conservation_failures(con, "redcap_records.csv") == []
+
+
+def test_events_follow_the_site_protocol(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """kmpt follows pod_evaluation (seed site_protocols): a month_12 row is not one of its events,
+    until POD_SITE_PROTOCOLS assigns kmpt the national trial. ZBI-12 is a carer's instrument."""
+    register = [participant("KMPT-0001")]
+    rows = [
+        redcap("KMPT-0001", "month_12_arm_1"),                                             # line 2
+        redcap("KMPT-0001", zbi_01="3"),                                                   # line 3
+        redcap("KMPT-0001", "month_3_arm_1", redcap_repeat_instrument="carer_questionnaire",
+               redcap_repeat_instance="1", carer_id="C1", zbi_01="3", zbi_02="7"),         # line 4
+    ]
+    batch(tmp_path / "lz", "kmpt", E1, register=register, redcap_rows=rows, dictionary=dictionary_rows())
+    con = ingest(tmp_path / "lz", tmp_path / "w.duckdb")
+    assert [q for q in quarantine(con) if q[0] == "redcap_records.csv"] == [
+        ("redcap_records.csv", 2, "redcap_event_name", "invalid_event", "row", None),
+        ("redcap_records.csv", 3, "zbi_01", "inconsistent_value", "row", None),
+        ("redcap_records.csv", 4, "zbi_02", "out_of_range", "instrument", "zbi12"),
+    ]
+    detail = con.execute("select detail from raw.quarantine where reason = 'invalid_event'").fetchone()[0]
+    assert "pod_evaluation" in detail
+
+    monkeypatch.setenv("POD_SITE_PROTOCOLS", "kmpt=national_trial")
+    batch(tmp_path / "lz2", "kmpt", E1, register=register, redcap_rows=rows[:1], dictionary=dictionary_rows())
+    con = ingest(tmp_path / "lz2", tmp_path / "w2.duckdb")
+    assert [q for q in quarantine(con) if q[0] == "redcap_records.csv"] == []
+
+
+def test_site_protocols_setting_names_known_protocols() -> None:
+    settings = Settings.from_env({"POD_SITE_PROTOCOLS": "essex=national_trial, kent=pod_evaluation"})
+    assert settings.site_protocols == {"essex": "national_trial", "kent": "pod_evaluation"}
+    assert settings.dbt_vars()["site_protocols"] == "essex=national_trial,kent=pod_evaluation"
+    assert seeds.site_protocol("essex", settings.site_protocols) == "national_trial"
+    assert seeds.site_protocol("slam", {}) == "national_trial"
+    assert seeds.site_protocol("kmpt", {"kmpt": "national_trial"}) == "national_trial"
+    assert seeds.site_protocol("elsewhere", {}) == "pod_evaluation"
+    for value in ("essex=trial", "essex", "Essex=national_trial"):
+        with pytest.raises(SettingsError, match="POD_SITE_PROTOCOLS"):
+            Settings.from_env({"POD_SITE_PROTOCOLS": value})
 
 
 def test_honos_linking_through_the_keyed_pseudonym(tmp_path: Path) -> None:

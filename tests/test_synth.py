@@ -18,6 +18,8 @@ from pod_devtools.synth import generate
 from pod_pipeline.app.cli import main
 from pod_pipeline.ingest.batch_manifest import EXPORT_ID_PATTERN, SITE_PATTERN, check_batch
 from pod_pipeline.ingest.reasons import REASONS
+from pod_pipeline.ingest.rules import protocol_events
+from pod_pipeline.seeds import site_protocol
 from pod_pipeline.settings import PROJECT_ROOT, SEEDS_DIR
 
 STUDY_ID = re.compile(r"^[A-Z][A-Z0-9]*-[0-9]{3,6}$")
@@ -481,7 +483,8 @@ def _violates(
     if reason == "arm_mismatch":
         return value in EVENT_ARM and EVENT_ARM[value] != register[record["record_id"]]["arm"]
     if reason == "invalid_event":
-        return value not in EVENT_ARM
+        # An event of the seed is still invalid at a site whose protocol does not schedule it.
+        return value not in protocol_events(site_protocol(e["site"], {}))
     if reason == "invalid_repeat":
         carer = record["redcap_repeat_instrument"] == "carer_questionnaire"
         return (carer and not value.isdigit()) or (not carer and value != "")

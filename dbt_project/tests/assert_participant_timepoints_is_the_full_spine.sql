@@ -1,19 +1,23 @@
--- Every participant has exactly one row per scheduled timepoint, collected or not.
+-- Every participant has exactly one row per timepoint of their protocol, collected or not, and
+-- none of another protocol's timepoints.
 {{ config(meta={'dagster': {'ref': {'name': 'participant_timepoints'}}}) }}
 with
 
 expected as (
 
-    select participants.participant_id, visit_windows.timepoint
+    select participants.participant_id, protocol_timepoints.timepoint
     from {{ ref('participants') }} as participants
-    cross join {{ ref('visit_windows') }} as visit_windows
+    inner join {{ ref('protocol_timepoints') }} as protocol_timepoints
+        on participants.protocol = protocol_timepoints.protocol
 
 )
 
-select expected.participant_id, expected.timepoint
+select
+    coalesce(expected.participant_id, participant_timepoints.participant_id) as participant_id,
+    coalesce(expected.timepoint, participant_timepoints.timepoint) as timepoint
 from expected
-left join {{ ref('participant_timepoints') }} as participant_timepoints
+full outer join {{ ref('participant_timepoints') }} as participant_timepoints
     on
         expected.participant_id = participant_timepoints.participant_id
         and expected.timepoint = participant_timepoints.timepoint
-where participant_timepoints.participant_id is null
+where participant_timepoints.participant_id is null or expected.participant_id is null

@@ -73,7 +73,8 @@ def outcome_trajectories(outcomes: pd.DataFrame) -> Figure:
 def participant_flow(flow: pd.DataFrame) -> Figure:
     """CONSORT-style flow: one column of boxes per arm, with exits beside it."""
     arms = [column for column in flow.columns if column != "total"]
-    main = [stage for stage in flow_stages() if stage not in FLOW_EXITS]
+    # The mart holds the stages of the protocols followed (no month_12 without a national_trial site).
+    main = [stage for stage in flow_stages() if stage not in FLOW_EXITS and stage in flow.index]
     figure = _figure(3.6 * len(arms), 1.5 + len(main))
     axis = figure.subplots()
     axis.set_axis_off()

@@ -18,7 +18,7 @@ from pod_pipeline.identifiers import hmac_pads
 from pod_pipeline.ingest import ledger, rules
 from pod_pipeline.ingest.csvfile import FileRejected, StagedFile, stage_file
 from pod_pipeline.ingest.rules import SEP
-from pod_pipeline.ingest.specs import CARER_INSTRUMENT, FileSpec
+from pod_pipeline.ingest.specs import FileSpec
 from pod_pipeline.sql import lit, q, table_exists
 
 STAGE = "_stage"
@@ -199,7 +199,7 @@ def _instrument_checks(header: list[str], identifiers: set[str]) -> dict[str, tu
             continue
         first, detail = rules.checked(instrument_rules)
         is_carer = "s.redcap_repeat_instrument is not distinct from 'carer_questionnaire'"
-        applies = is_carer if instrument == CARER_INSTRUMENT else f"not ({is_carer})"
+        applies = is_carer if instrument in rules.carer_instruments() else f"not ({is_carer})"
         checks[instrument] = (f"case when {applies} then {first} end", f"case when {applies} then {detail} end")
     return checks
 

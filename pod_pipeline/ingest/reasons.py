@@ -62,8 +62,10 @@ REASONS: dict[str, Reason] = {
                "Add the participant to the register, or correct the id."),
         Reason("arm_mismatch", "row", "The REDCap event's arm disagrees with the register's arm.",
                "Correct the event or the register."),
-        Reason("invalid_event", "row", "redcap_event_name is not a study event.",
-               "Use baseline_arm_N, month_3_arm_N or month_6_arm_N."),
+        Reason("invalid_event", "row", "redcap_event_name is not an event of the site's protocol "
+               "(pod_evaluation: baseline, month 3, month 6; national_trial: also month 12, month 24).",
+               "Use an event of the site's protocol (e.g. month_3_arm_N), or assign the site its protocol "
+               "(seed site_protocols or POD_SITE_PROTOCOLS)."),
         Reason("invalid_repeat", "row", "Repeat instrument and instance do not fit together "
                "(a carer row needs an instance; other rows none).",
                "Export the carer questionnaire as a repeating instrument."),

@@ -171,6 +171,17 @@ def redcap_events() -> dict[str, str]:
     return {row["redcap_event_name"]: row["arm"] for row in seeds.rows("redcap_events")}
 
 
+def carer_instruments() -> frozenset[str]:
+    """The instruments a carer answers: collected in the repeating carer questionnaire's rows."""
+    return frozenset(row["instrument"] for row in seeds.rows("instruments") if row["respondent"] == "carer")
+
+
+def protocol_events(protocol: str) -> tuple[str, ...]:
+    """The REDCap events of the timepoints a protocol schedules."""
+    timepoints = {row["timepoint"] for row in seeds.rows("protocol_timepoints") if row["protocol"] == protocol}
+    return tuple(row["redcap_event_name"] for row in seeds.rows("redcap_events") if row["timepoint"] in timepoints)
+
+
 def item_rules(item: Item) -> list[Rule]:
     """The rules of one REDCap field; missing-data codes are allowed in every data field."""
     if item.value_type == "integer":

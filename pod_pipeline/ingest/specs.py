@@ -16,9 +16,11 @@ only a row that passes them all is judged by the cross-file rules.
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from pod_pipeline import seeds
 from pod_pipeline.identifiers import sql_nhs_number_is_valid, sql_pseudonym
 from pod_pipeline.ingest import rules as r
 from pod_pipeline.ingest.rules import Rule
+from pod_pipeline.settings import Settings
 from pod_pipeline.sql import lit, q
 
 GENDER_CODES = ("1", "2", "9", "X")
@@ -143,7 +145,9 @@ def _register_rules(site: str) -> list[Rule]:
 
 
 def _redcap_rules(site: str) -> list[Rule]:
-    events = ", ".join(lit(e) for e in r.redcap_events())
+    # The site's protocol decides its events; the deployment's assignment is a setting.
+    protocol = seeds.site_protocol(site, Settings.from_env().site_protocols)
+    events = ", ".join(lit(e) for e in r.protocol_events(protocol))
     carer = f"redcap_repeat_instrument = '{CARER_INSTRUMENT}'"
     return [
         r.required("record_id"),
@@ -151,7 +155,8 @@ def _redcap_rules(site: str) -> list[Rule]:
                                   "redcap_repeat_instance"]),
         r.required("redcap_event_name"),
         r.when("redcap_event_name", "invalid_event", f"redcap_event_name not in ({events})",
-               f"'redcap_event_name = ' || {r.shown('redcap_event_name')} || ' is not a study event'"),
+               f"'redcap_event_name = ' || {r.shown('redcap_event_name')} "
+               f"|| ' is not an event of protocol {protocol} (site {site})'"),
         r.code("redcap_repeat_instrument", (CARER_INSTRUMENT,)),
         Rule("redcap_repeat_instance",
              f"case when {carer} "
@@ -187,7 +192,7 @@ def _redcap_cross_rules(site: str) -> list[Rule]:
 
 def _not_collected(item: r.Item) -> Rule:
     """A value in a field of an instrument this kind of REDCap row does not collect."""
-    carer = item.instrument == CARER_INSTRUMENT
+    carer = item.instrument in r.carer_instruments()
     row = "a participant row" if carer else "a carer questionnaire row"
     return r.when(item.field_name, "inconsistent_value",
                   f"redcap_repeat_instrument is {'' if carer else 'not '}distinct from "

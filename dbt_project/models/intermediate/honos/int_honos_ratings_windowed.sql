@@ -1,6 +1,7 @@
 -- HoNOS ratings carry no study event: each is placed in the timepoint whose window holds its
--- study day. Within a participant's window the rating nearest the target day is the analysis
--- record; ties go to the later rating (then the later line of the extract).
+-- study day, among the timepoints of the participant's protocol. Within a participant's window
+-- the rating nearest the target day is the analysis record; ties go to the later rating (then
+-- the later line of the extract).
 with
 
 ratings as (
@@ -13,6 +14,7 @@ participants as (
 
     select
         participant_id,
+        protocol,
         consent_date
 
     from {{ ref('int_participant_timepoints_scheduled') }}
@@ -22,7 +24,16 @@ participants as (
 
 visit_windows as (
 
-    select * from {{ ref('visit_windows') }}
+    select
+        protocol_timepoints.protocol,
+        windows.timepoint,
+        windows.target_day,
+        windows.window_start_day,
+        windows.window_end_day
+
+    from {{ ref('protocol_timepoints') }} as protocol_timepoints
+    inner join {{ ref('visit_windows') }} as windows
+        on protocol_timepoints.timepoint = windows.timepoint
 
 ),
 
@@ -30,6 +41,7 @@ dated as (
 
     select
         ratings.*,
+        participants.protocol,
         {{ dbt.datediff('participants.consent_date', 'ratings.assessment_date', 'day') }}
             as study_day
 
@@ -49,7 +61,8 @@ placed as (
     from dated
     left join visit_windows
         on
-            dated.study_day >= visit_windows.window_start_day
+            dated.protocol = visit_windows.protocol
+            and dated.study_day >= visit_windows.window_start_day
             and dated.study_day <= visit_windows.window_end_day
 
 ),

@@ -1,4 +1,5 @@
--- Every participant x timepoint x instrument of expected_instruments, with its status:
+-- Every participant x timepoint (of their protocol) x instrument of expected_instruments, with
+-- its status; an instrument the protocol has no row for at the timepoint is not expected there:
 --   complete      every status scale of the instrument scored, no item missing
 --   partial       at least one status scale scored, but an item or a status scale missing
 --   not_scored    something was received (an answer, a missing-data code, or an instrument
@@ -33,15 +34,24 @@ selected as (
 
 ),
 
+planned_instruments as (
+
+    select distinct instrument from expected_instruments
+
+),
+
+-- The instruments any protocol plans, each with its number of status scales.
 status_scale_counts as (
 
     select
-        instrument,
+        instrument_scales.instrument,
         count(*) as n_status_scales
 
     from instrument_scales
-    where is_status_scale
-    group by instrument
+    inner join planned_instruments
+        on instrument_scales.instrument = planned_instruments.instrument
+    where instrument_scales.is_status_scale
+    group by instrument_scales.instrument
 
 ),
 
@@ -83,20 +93,21 @@ classified as (
     select
         scheduled.participant_id,
         scheduled.timepoint,
-        expected_instruments.instrument,
+        status_scale_counts.instrument,
         scheduled.site,
         scheduled.arm,
+        scheduled.protocol,
         scheduled.timepoint_order,
         scheduled.timepoint_status,
         scheduled.window_end_date,
-        expected_instruments.is_expected,
+        coalesce(expected_instruments.is_expected, false) as is_expected,
         received.participant_id is not null as is_received,
         coalesce(received.is_quarantined, false) as is_quarantined,
         case
             when
                 received.participant_id is null
                 and (
-                    not expected_instruments.is_expected
+                    not coalesce(expected_instruments.is_expected, false)
                     or scheduled.timepoint_status = 'not_expected'
                 )
                 then 'not_expected'
@@ -108,15 +119,17 @@ classified as (
         end as status
 
     from scheduled
-    inner join expected_instruments
-        on scheduled.timepoint = expected_instruments.timepoint
-    inner join status_scale_counts
-        on expected_instruments.instrument = status_scale_counts.instrument
+    cross join status_scale_counts
+    left join expected_instruments
+        on
+            scheduled.protocol = expected_instruments.protocol
+            and scheduled.timepoint = expected_instruments.timepoint
+            and status_scale_counts.instrument = expected_instruments.instrument
     left join received
         on
             scheduled.participant_id = received.participant_id
             and scheduled.timepoint = received.timepoint
-            and expected_instruments.instrument = received.instrument
+            and status_scale_counts.instrument = received.instrument
 
 )
 

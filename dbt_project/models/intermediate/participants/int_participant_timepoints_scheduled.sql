@@ -9,9 +9,66 @@ participants as (
 
 ),
 
+default_protocol as (
+
+    select protocol from {{ ref('protocols') }}
+    where is_default
+
+),
+
+site_protocols as (
+
+    select * from {{ ref('site_protocols') }}
+
+),
+
+site_protocol_overrides as (
+
+    {{ site_protocol_overrides() }}
+
+),
+
+-- Each participant's protocol: the run's setting for their site, else the seed's, else the
+-- default protocol.
+assigned as (
+
+    select
+        participants.participant_id,
+        participants.site,
+        participants.arm,
+        participants.cluster_id,
+        participants.gender,
+        participants.ethnic_category,
+        participants.age_at_consent,
+        participants.has_nhs_number,
+        participants.consent_date,
+        participants.withdrawal_date,
+        participants.withdrawal_type,
+        coalesce(
+            site_protocol_overrides.protocol,
+            site_protocols.protocol,
+            default_protocol.protocol
+        ) as protocol
+
+    from participants
+    left join site_protocol_overrides
+        on participants.site = site_protocol_overrides.site
+    left join site_protocols
+        on participants.site = site_protocols.site
+    cross join default_protocol
+
+),
+
+-- The timepoints each protocol schedules, with their windows.
 visit_windows as (
 
-    select * from {{ ref('visit_windows') }}
+    select
+        windows.*,
+        protocol_timepoints.protocol
+
+    from {{ ref('protocol_timepoints') }} as protocol_timepoints
+    inner join {{ ref('visit_windows') }} as windows
+        on protocol_timepoints.timepoint = windows.timepoint
 
 ),
 
@@ -21,6 +78,7 @@ scheduled as (
         participants.participant_id,
         visit_windows.timepoint,
         participants.site,
+        participants.protocol,
         participants.arm,
         participants.cluster_id,
         participants.gender,
@@ -47,8 +105,9 @@ scheduled as (
             as date
         ) as window_end_date
 
-    from participants
-    cross join visit_windows
+    from assigned as participants
+    inner join visit_windows
+        on participants.protocol = visit_windows.protocol
 
 ),
 

@@ -3,6 +3,8 @@
 -- scoring method then gives the score:
 --   sum            sum of items; with missing items either prorated (mean x items, rounded to
 --                  `decimals`) or the plain sum of the valid items (HoNOS total)
+--   sum_rescaled   the sum (prorated as for sum) placed linearly from the items' possible range
+--                  onto the scale's min_score..max_score (SDM-Q-9: raw 0-45 x 20/9 = 0-100)
 --   mean_rescaled  (mean of answered items - item minimum) / item range x 100 (CWS)
 --   value_set      1 - sum of the decrements (int_utilities_valued)
 --   unit_cost      sum of the item costs at the run's price year (int_service_use_items_costed)
@@ -104,6 +106,8 @@ assessed as (
         instrument_scales.scoring_method,
         instrument_scales.is_prorated,
         instrument_scales.decimals,
+        instrument_scales.min_score,
+        instrument_scales.max_score,
         scale_properties.n_items,
         scale_properties.item_min_value,
         scale_properties.item_max_value,
@@ -146,6 +150,18 @@ scored as (
                 then round(
                     cast(assessed.item_sum as {{ dbt.type_numeric() }})
                     * assessed.n_items / assessed.n_items_answered,
+                    assessed.decimals
+                )
+            when assessed.scoring_method = 'sum_rescaled'
+                then round(
+                    (
+                        cast(assessed.item_sum as {{ dbt.type_numeric() }})
+                        * assessed.n_items / assessed.n_items_answered
+                        - assessed.n_items * assessed.item_min_value
+                    )
+                    / (assessed.n_items * (assessed.item_max_value - assessed.item_min_value))
+                    * (assessed.max_score - assessed.min_score)
+                    + assessed.min_score,
                     assessed.decimals
                 )
             when assessed.scoring_method = 'mean_rescaled'

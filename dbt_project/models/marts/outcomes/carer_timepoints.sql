@@ -29,7 +29,8 @@ carer_scores as (
         max(case when scored.scale = 'cws_wellbeing_score' then scored.n_items_answered end)
             as cws_wellbeing_items_answered,
         max(case when scored.scale = 'cws_support_score' then scored.n_items_answered end)
-            as cws_support_items_answered
+            as cws_support_items_answered,
+        max(case when scored.scale = 'zbi12_total' then scored.score end) as zbi12_total
 
     from {{ ref('int_instrument_scales_scored') }} as scored
     inner join carer_instruments
@@ -74,7 +75,8 @@ select
     cast(carer_scores.cws_wellbeing_score as decimal(4, 1)) as cws_wellbeing_score,
     cast(carer_scores.cws_support_score as decimal(4, 1)) as cws_support_score,
     coalesce(carer_scores.cws_wellbeing_items_answered, 0) as cws_wellbeing_items_answered,
-    coalesce(carer_scores.cws_support_items_answered, 0) as cws_support_items_answered
+    coalesce(carer_scores.cws_support_items_answered, 0) as cws_support_items_answered,
+    cast(carer_scores.zbi12_total as {{ dbt.type_int() }}) as zbi12_total
 
 from ranked
 left join carer_scores

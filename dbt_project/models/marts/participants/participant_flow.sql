@@ -1,6 +1,7 @@
 -- CONSORT-style counts per arm. Participants withdrawn with all_data are in no count (they are
 -- not in the marts at all); "<timepoint>_assessed" counts participants with at least one
--- instrument of that timepoint scored (status complete or partial).
+-- instrument of that timepoint scored (status complete or partial), for every timepoint of the
+-- protocols followed.
 with
 
 participants as (
@@ -22,6 +23,14 @@ visit_windows as (
 
 ),
 
+-- The timepoints of the protocols the participants follow: a study with no national_trial site
+-- has no month_12 or month_24 stage.
+followed_timepoints as (
+
+    select distinct timepoint from {{ ref('int_participant_timepoints_scheduled') }}
+
+),
+
 timepoint_count as (
 
     select count(*) as n_timepoints from visit_windows
@@ -37,10 +46,12 @@ stages as (
     union all
 
     select
-        timepoint || '_assessed' as stage,
-        2 + timepoint_order as stage_order
+        visit_windows.timepoint || '_assessed' as stage,
+        2 + visit_windows.timepoint_order as stage_order
 
     from visit_windows
+    inner join followed_timepoints
+        on visit_windows.timepoint = followed_timepoints.timepoint
 
     union all
 

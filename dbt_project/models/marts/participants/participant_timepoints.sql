@@ -23,7 +23,11 @@ statuses as (
         max(case when instrument = 'csq8' then status end) as csq8_status,
         max(case when instrument = 'eq5d5l' then status end) as eq5d5l_status,
         max(case when instrument = 'service_use' then status end) as service_use_status,
-        max(case when instrument = 'honos' then status end) as honos_status
+        max(case when instrument = 'honos' then status end) as honos_status,
+        max(case when instrument = 'qpr' then status end) as qpr_status,
+        max(case when instrument = 'sdmq9' then status end) as sdmq9_status,
+        max(case when instrument = 'sps' then status end) as sps_status,
+        max(case when instrument = 'lsns6' then status end) as lsns6_status
 
     from {{ ref('int_scheduled_instruments_classified') }}
     group by
@@ -53,7 +57,22 @@ scores as (
         max(case when scale = 'honos_symptoms' then score end) as honos_symptoms,
         max(case when scale = 'honos_social' then score end) as honos_social,
         max(case when instrument = 'honos' then study_day end) as honos_study_day,
-        max(case when scale = 'service_use_cost' then score end) as service_use_cost
+        max(case when scale = 'service_use_cost' then score end) as service_use_cost,
+        max(case when scale = 'qpr_total' then score end) as qpr_total,
+        max(case when scale = 'sdmq9_score' then score end) as sdmq9_score,
+        max(case when scale = 'sps_total' then score end) as sps_total,
+        max(case when scale = 'sps_attachment' then score end) as sps_attachment,
+        max(case when scale = 'sps_social_integration' then score end) as sps_social_integration,
+        max(case when scale = 'sps_reassurance_of_worth' then score end)
+            as sps_reassurance_of_worth,
+        max(case when scale = 'sps_reliable_alliance' then score end) as sps_reliable_alliance,
+        max(case when scale = 'sps_guidance' then score end) as sps_guidance,
+        max(case when scale = 'sps_opportunity_for_nurturance' then score end)
+            as sps_opportunity_for_nurturance,
+        max(case when scale = 'lsns6_total' then score end) as lsns6_total,
+        max(case when scale = 'lsns6_family' then score end) as lsns6_family,
+        max(case when scale = 'lsns6_friends' then score end) as lsns6_friends,
+        max(case when scale = 'lsns6_isolated' then score end) as lsns6_isolated
 
     from {{ ref('int_timepoint_scores_selected') }}
     group by
@@ -66,6 +85,7 @@ select
     scheduled.participant_id,
     scheduled.timepoint,
     scheduled.site,
+    scheduled.protocol,
     scheduled.arm,
     scheduled.timepoint_order,
     scheduled.target_day,
@@ -82,6 +102,10 @@ select
     statuses.eq5d5l_status,
     statuses.service_use_status,
     statuses.honos_status,
+    statuses.qpr_status,
+    statuses.sdmq9_status,
+    statuses.sps_status,
+    statuses.lsns6_status,
     cast(scores.wemwbs_total as decimal(4, 1)) as wemwbs_total,
     cast(scores.swemwbs_raw as {{ dbt.type_int() }}) as swemwbs_raw,
     cast(scores.swemwbs_metric as decimal(4, 2)) as swemwbs_metric,
@@ -97,7 +121,21 @@ select
     cast(scores.honos_symptoms as {{ dbt.type_int() }}) as honos_symptoms,
     cast(scores.honos_social as {{ dbt.type_int() }}) as honos_social,
     scores.honos_study_day,
-    cast(scores.service_use_cost as decimal(12, 2)) as service_use_cost
+    cast(scores.service_use_cost as decimal(12, 2)) as service_use_cost,
+    cast(scores.qpr_total as decimal(3, 1)) as qpr_total,
+    cast(scores.sdmq9_score as decimal(4, 1)) as sdmq9_score,
+    cast(scores.sps_total as {{ dbt.type_int() }}) as sps_total,
+    cast(scores.sps_attachment as {{ dbt.type_int() }}) as sps_attachment,
+    cast(scores.sps_social_integration as {{ dbt.type_int() }}) as sps_social_integration,
+    cast(scores.sps_reassurance_of_worth as {{ dbt.type_int() }}) as sps_reassurance_of_worth,
+    cast(scores.sps_reliable_alliance as {{ dbt.type_int() }}) as sps_reliable_alliance,
+    cast(scores.sps_guidance as {{ dbt.type_int() }}) as sps_guidance,
+    cast(scores.sps_opportunity_for_nurturance as {{ dbt.type_int() }})
+        as sps_opportunity_for_nurturance,
+    cast(scores.lsns6_total as {{ dbt.type_int() }}) as lsns6_total,
+    cast(scores.lsns6_family as {{ dbt.type_int() }}) as lsns6_family,
+    cast(scores.lsns6_friends as {{ dbt.type_int() }}) as lsns6_friends,
+    scores.lsns6_isolated = 1 as lsns6_isolated
 
 from scheduled
 left join visits

@@ -22,6 +22,7 @@ baseline_statuses as (
 select
     participants.participant_id,
     participants.site,
+    participants.protocol,
     participants.arm,
     participants.cluster_id,
     participants.age_at_consent,
