@@ -47,6 +47,8 @@ class Settings:
     completeness_error_below: float = 0.50
     # Groups with fewer due assessments than this are too small to block on (they can still warn).
     completeness_min_due: int = 5
+    # Time to relapse: acute-care episodes at most this many days apart form one spell (convention).
+    relapse_merge_days: int = 7
 
     @property
     def uses_demo_key(self) -> bool:
@@ -102,6 +104,7 @@ class Settings:
             completeness_warn_below=_share(env, "POD_COMPLETENESS_WARN_BELOW", 0.80),
             completeness_error_below=_share(env, "POD_COMPLETENESS_ERROR_BELOW", 0.50),
             completeness_min_due=_int(env, "POD_COMPLETENESS_MIN_DUE", 5, minimum=1),
+            relapse_merge_days=_int(env, "POD_RELAPSE_MERGE_DAYS", 7, minimum=0),
         )
 
     def dbt_vars(self) -> dict[str, str]:
@@ -109,6 +112,7 @@ class Settings:
             "reference_date": self.reference_date.isoformat(),
             "value_set": self.value_set,
             "price_year": self.price_year,
+            "relapse_merge_days": str(self.relapse_merge_days),
         }
 
     def dbt_env(self) -> dict[str, str]:
