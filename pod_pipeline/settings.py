@@ -50,6 +50,8 @@ class Settings:
     completeness_min_due: int = 5
     # Sites assigned a protocol by the deployment, overriding seeds/site_protocols.csv.
     site_protocols: dict[str, str] = field(default_factory=dict)
+    # Time to relapse: acute-care episodes at most this many days apart form one spell (convention).
+    relapse_merge_days: int = 7
 
     @property
     def uses_demo_key(self) -> bool:
@@ -106,6 +108,7 @@ class Settings:
             completeness_error_below=_share(env, "POD_COMPLETENESS_ERROR_BELOW", 0.50),
             completeness_min_due=_int(env, "POD_COMPLETENESS_MIN_DUE", 5, minimum=1),
             site_protocols=_site_protocols(env.get("POD_SITE_PROTOCOLS")),
+            relapse_merge_days=_int(env, "POD_RELAPSE_MERGE_DAYS", 7, minimum=0),
         )
 
     def dbt_vars(self) -> dict[str, str]:
@@ -114,6 +117,7 @@ class Settings:
             "value_set": self.value_set,
             "price_year": self.price_year,
             "site_protocols": ",".join(f"{site}={protocol}" for site, protocol in self.site_protocols.items()),
+            "relapse_merge_days": str(self.relapse_merge_days),
         }
 
     def dbt_env(self) -> dict[str, str]:

@@ -41,6 +41,13 @@ def meeting(meeting_id: str, study_id: str, date: str = "2024-03-10", **fields: 
     return row | fields
 
 
+def episode(episode_id: str, nhs_number: str, start: str = "2024-03-10", end: str = "2024-03-20",
+            episode_type: str = "inpatient", **fields: str) -> dict[str, str]:
+    row = {"episode_id": episode_id, "nhs_number": nhs_number, "episode_type": episode_type,
+           "start_date": start, "end_date": end, "detained": "0"}
+    return row | fields
+
+
 def dictionary_rows(identifier_fields: tuple[str, ...] = ()) -> list[dict[str, str]]:
     rows = [{"Variable / Field Name": "record_id", "Form Name": "visit", "Field Type": "text"}]
     for item in instrument_items():
@@ -64,12 +71,12 @@ def write_csv(path: Path, columns: list[str], rows: list[dict[str, str]], newlin
 
 
 def batch(root: Path, site: str, export_id: str, *, register=None, redcap_rows=None, honos_rows=None,
-          meetings=None, dictionary=None, seal: bool = True) -> Path:
+          meetings=None, dictionary=None, acute_care=None, seal: bool = True) -> Path:
     """Write one batch with the given files (None = file left out) and seal it."""
     folder = root / site / export_id
     folder.mkdir(parents=True)
     files = {"register.csv": register, "redcap_records.csv": redcap_rows, "honos.csv": honos_rows,
-             "network_meetings.csv": meetings, "redcap_dictionary.csv": dictionary}
+             "network_meetings.csv": meetings, "redcap_dictionary.csv": dictionary, "acute_care.csv": acute_care}
     for name, rows in files.items():
         if rows is None:
             continue

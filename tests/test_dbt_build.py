@@ -42,6 +42,7 @@ MARTS_WITH_PARTICIPANTS = (
     "service_use_costs",
     "cost_effectiveness",
     "missing_assessments",
+    "time_to_relapse",
 )
 
 
@@ -513,6 +514,45 @@ def test_network_meetings(con):
         con, "select * from marts.network_meeting_summary where site = 'kmpt' and arm = 'TAU'"
     )
     assert (tau["meetings"], tau["pct_with_carer"]) == (0, None)
+
+
+def test_time_to_relapse(con):
+    found = {r["participant_id"]: r for r in rows(con, "select * from marts.time_to_relapse")}
+    assert sorted(found) == ["KMPT-0001", "KMPT-0002", "KMPT-0003", "SABP-0002", "SABP-0003"]
+    first = found["KMPT-0001"]
+    # E1 contains consent and E2 starts 3 days after it ends: one index spell, 2 to 25 January.
+    assert (first["index_spell_start"].isoformat(), first["index_spell_end"].isoformat()) == (
+        "2026-01-02",
+        "2026-01-25",
+    )
+    # E3 (01/03/2026) is the relapse, 50 days after consent; the open crisis episode E4 (April) a
+    # re-referral. Follow-up ends at the data cut, the same day as the reference date (data_cut wins).
+    assert (first["relapse_date"].isoformat(), first["relapse_type"], first["time_days"]) == (
+        "2026-03-01",
+        "inpatient",
+        50,
+    )
+    assert (first["is_relapse"], first["censor_reason"], first["has_crisis_rereferral"]) == (1, "relapse", True)
+    assert (first["followup_end_date"].isoformat(), first["exposure_days"]) == ("2026-11-20", 314)
+    # Inpatient days: 10-11 January (E1 from consent, discharge day not counted) + 1-10 March.
+    assert (first["psychiatric_inpatient_days"], first["epr_inpatient_cost"]) == (12, Decimal("6768.00"))
+    third = found["KMPT-0003"]
+    # A crisis episode after the follow_up withdrawal: kept as the relapse date, not an event.
+    assert (third["relapse_date"].isoformat(), third["is_relapse"], third["censor_reason"], third["time_days"]) == (
+        "2026-06-01",
+        0,
+        "withdrawal",
+        75,
+    )
+    assert third["has_crisis_rereferral"] is False
+    # No NHS number (KMPT-0002), or a site that never delivered acute_care.csv (sabp): not followed.
+    for participant in ("KMPT-0002", "SABP-0002", "SABP-0003"):
+        row = found[participant]
+        assert row["is_followed_in_epr"] is False
+        assert {row[c] for c in ("time_days", "is_relapse", "censor_reason", "exposure_days")} == {None}
+    columns = {c for (c,) in con.execute("select column_name from information_schema.columns "
+                                         "where table_schema = 'marts'").fetchall()}
+    assert "episode_id" not in columns
 
 
 def test_quarantine_mart(con):

@@ -27,7 +27,7 @@ import pytest
 import scenario
 from hypothesis import HealthCheck, Phase, event, example, given, settings
 from hypothesis import strategies as st
-from landing_builder import batch, ingest, participant, quarantine, redcap
+from landing_builder import batch, episode, ingest, participant, quarantine, redcap, write_csv
 
 from pod_devtools.synth import generate
 from pod_pipeline import csvsafe
@@ -40,6 +40,7 @@ from pod_pipeline.ingest.reasons import REASONS
 from pod_pipeline.ingest.rules import MISSING_CODES, instrument_items
 from pod_pipeline.ingest.specs import (
     CARER_INSTRUMENT,
+    EPISODE_TYPES,
     ETHNIC_CODES,
     GENDER_CODES,
     HONOS_ITEMS,
@@ -284,6 +285,9 @@ def raw_layer_violations(con: duckdb.DuckDBPyConnection) -> list[tuple]:
                                  "family_members_present", "other_network_members_present",
                                  "clinicians_present")},
                              **{k: lambda v: v in ("0", "1", "2") for k in KEY_ELEMENTS}},
+        "acute_care": {"episode_type": lambda v: v in EPISODE_TYPES,
+                       "start_date": lambda v: _date(v, uk_allowed=True),
+                       "end_date": lambda v: _date(v, uk_allowed=True), "detained": lambda v: v in ("0", "1")},
     }
     for table, columns in checks.items():
         for row in rows(table):
@@ -292,7 +296,8 @@ def raw_layer_violations(con: duckdb.DuckDBPyConnection) -> list[tuple]:
                     if row[column] is not None and not ok(row[column])]
         required = {"register": ("study_id", "consent_date", "gender", "arm"),
                     "honos": ("assessment_id", "study_id", "assessment_date"),
-                    "network_meetings": ("meeting_id", "study_id", "meeting_date")}[table]
+                    "network_meetings": ("meeting_id", "study_id", "meeting_date"),
+                    "acute_care": ("episode_id", "study_id", "episode_type", "start_date")}[table]
         bad += [(table, row["line_number"], column, None)
                 for row in rows(table) for column in required if row[column] is None]
     return bad
@@ -305,7 +310,20 @@ def valid_batch(tmp_path_factory: pytest.TempPathFactory) -> Path:
     generate(zone, sites=1, participants_per_site=6, seed=3, batches=1, messy=False, preset=None)
     (folder,) = [p for p in zone.glob("*/*") if p.is_dir()]
     assert (folder.parent.name, folder.name) == SITE_BATCH
+    add_acute_care(folder)
     return folder
+
+
+def add_acute_care(folder: Path) -> None:
+    """The synthetic generator writes no acute_care.csv yet: a few valid episodes of the batch's
+    registered NHS numbers, in both date formats, one open, so every known file is mutated."""
+    if (folder / "acute_care.csv").exists():
+        return
+    with (folder / "register.csv").open(encoding="utf-8-sig", newline="") as handle:
+        numbers = [row["nhs_number"] for row in csv.DictReader(handle) if row["nhs_number"]]
+    rows = [episode(f"EP{i}", number, "2024-03-10" if i % 2 else "10/03/2024", "" if i % 3 == 0 else "2024-03-20",
+                    EPISODE_TYPES[i % 2]) for i, number in enumerate(numbers)]
+    write_csv(folder / "acute_care.csv", list(SPECS["acute_care.csv"].required), rows)
 
 
 def build_zone(valid: Path, root: Path, plan: dict) -> dict[str, bytes]:
@@ -442,6 +460,7 @@ def test_whole_pipeline_survives_a_heavily_mutated_zone(tmp_path: Path,
     rng = random.Random(8)
     batches = sorted(p for p in zone.glob("*/*") if p.is_dir())
     for folder in batches:
+        add_acute_care(folder)
         for file in KNOWN_FILES:
             write_file(folder / file, heavy_plan(rng))
     # File-level faults the property test also draws, here once each.

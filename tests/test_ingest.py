@@ -9,6 +9,7 @@ from landing_builder import (
     KEY,
     batch,
     dictionary_rows,
+    episode,
     honos,
     ingest,
     meeting,
@@ -180,6 +181,78 @@ def test_meeting_rules(tmp_path: Path) -> None:
         (5, "duration_minutes", "out_of_range"), (6, "key_element_03", "invalid_code")]
     # 2023-12-03 is exactly 89 days before consent: inside the allowed 90.
     assert con.execute("select meeting_id from raw.network_meetings order by 1").fetchall() == [("M1",), ("M6",)]
+
+
+def test_acute_care_rules(tmp_path: Path) -> None:
+    register = [participant("KMPT-0001", nhs_number=NHS_A), participant("KMPT-0002", nhs_number=NHS_B)]
+    rows = [
+        episode("E1", "943 476 5919", "10/03/2024", "2024-03-20", detained="1"),
+        episode("E2", NHS_B, "2024-04-01", "", "crisis_team"),                 # open episode
+        episode("E3", NHS_UNKNOWN),                                             # line 4: unlinked
+        episode("E4", "1234567890"),                                            # line 5: invalid
+        episode("E5", NHS_A, episode_type="day_hospital"),                      # line 6
+        episode("E6", NHS_A, "2024-03-10", "09/03/2024"),                       # line 7: ends before start
+        episode("E7", NHS_A, "31/04/2024"),                                     # line 8
+        episode("E8", NHS_A, ""),                                               # line 9
+        episode("E9", NHS_A, detained="yes"),                                   # line 10
+        episode("E10", NHS_A), episode("E10", NHS_B),                           # lines 11, 12
+        episode("", NHS_A),                                                     # line 13
+        episode("E13", NHS_A, "05/03/2024", "2024-03-05"),                      # same day, two formats
+    ]
+    batch(tmp_path / "lz", "kmpt", E1, register=register, acute_care=rows)
+    folder = tmp_path / "lz" / "kmpt" / E1
+    (folder / "acute_care.csv").write_text((folder / "acute_care.csv").read_text() + "E14,9434765919\n")
+    from pod_pipeline.ingest.batch_manifest import seal_batch
+
+    seal_batch(folder)
+    con = ingest(tmp_path / "lz", tmp_path / "w.duckdb")
+    assert [q[1:4] for q in quarantine(con) if q[0] == "acute_care.csv"] == [
+        (4, "nhs_number", "unlinked"), (5, "nhs_number", "invalid_nhs_number"),
+        (6, "episode_type", "invalid_code"), (7, "end_date", "date_order"), (8, "start_date", "invalid_date"),
+        (9, "start_date", "missing_value"), (10, "detained", "invalid_code"),
+        (11, "episode_id", "duplicate_key"), (12, "episode_id", "duplicate_key"),
+        (13, "episode_id", "missing_value"), (15, None, "malformed_row")]
+    assert con.execute("select episode_id, study_id, episode_type, start_date, end_date, detained "
+                       "from raw.acute_care order by line_number").fetchall() == [
+        ("E1", "KMPT-0001", "inpatient", "10/03/2024", "2024-03-20", "1"),
+        ("E2", "KMPT-0002", "crisis_team", "2024-04-01", None, "0"),
+        ("E13", "KMPT-0001", "inpatient", "05/03/2024", "2024-03-05", "0")]
+    columns = {c for (c,) in con.execute("select column_name from information_schema.columns "
+                                         "where table_schema = 'raw' and table_name = 'acute_care'").fetchall()}
+    assert "nhs_number" not in columns
+    details = " ".join(d for (d,) in con.execute("select detail from raw.quarantine").fetchall())
+    assert "1234567890" not in details and NHS_UNKNOWN not in details and NHS_A not in details
+    assert conservation_failures(con, "acute_care.csv") == []
+
+
+def test_a_later_acute_care_export_corrects_an_episode_and_an_unlinked_one_comes_back(tmp_path: Path) -> None:
+    root = tmp_path / "lz"
+    db = tmp_path / "w.duckdb"
+    batch(root, "kmpt", E1, register=[participant("KMPT-0001", nhs_number=NHS_A)],
+          acute_care=[episode("E1", NHS_A, end=""), episode("E2", NHS_B, "2024-05-01", "2024-05-10")])
+    con = ingest(root, db)
+    assert _current_quarantine(con) == [("acute_care.csv", E1, 3, "nhs_number", "unlinked")]
+    con.close()
+    # The next export closes E1; the register, left out of it, still stands and does not know NHS_B.
+    batch(root, "kmpt", E3, acute_care=[episode("E1", NHS_A, end="2024-03-25"),
+                                        episode("E2", NHS_B, "2024-05-01", "2024-05-10")])
+    con = ingest(root, db)
+    assert con.execute("select episode_id, end_date, export_id from raw.acute_care").fetchall() == [
+        ("E1", "2024-03-25", E3)]
+    assert con.execute("select episode_id, end_date, _export_id from restricted.acute_care_history "
+                       "order by _export_id, episode_id").fetchall() == [
+        ("E1", None, E1), ("E2", "2024-05-10", E1), ("E1", "2024-03-25", E3), ("E2", "2024-05-10", E3)]
+    assert _current_quarantine(con) == [("acute_care.csv", E3, 3, "nhs_number", "unlinked")]
+    con.close()
+    # The register gains the person: their episode comes back, no acute_care file re-sent.
+    batch(root, "kmpt", E2, register=[participant("KMPT-0001", nhs_number=NHS_A),
+                                      participant("KMPT-0002", nhs_number=NHS_B)])
+    con = ingest(root, db)
+    assert _current_quarantine(con) == []
+    assert con.execute("select episode_id, study_id, export_id from raw.acute_care order by 1").fetchall() == [
+        ("E1", "KMPT-0001", E3), ("E2", "KMPT-0002", E3)]
+    for file in KNOWN_FILES:
+        assert conservation_failures(con, file) == [], file
 
 
 def test_batches_are_verified_and_rejected_whole(tmp_path: Path) -> None:

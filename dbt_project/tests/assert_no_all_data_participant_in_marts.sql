@@ -15,6 +15,7 @@ mart_participants as (
     {%- set marts = [
         'participants', 'participant_timepoints', 'outcome_scores', 'carer_timepoints',
         'network_meetings', 'service_use_costs', 'cost_effectiveness', 'missing_assessments',
+        'time_to_relapse',
     ] %}
     {%- for mart in marts %}
     select '{{ mart }}' as mart, participant_id from {{ ref(mart) }}

@@ -18,6 +18,7 @@ KNOWN_FILES = (
     "redcap_records.csv",
     "honos.csv",
     "network_meetings.csv",
+    "acute_care.csv",
 )
 
 

@@ -41,7 +41,7 @@ REASONS: dict[str, Reason] = {
         Reason("invalid_format", "row", "The value does not have the required form (e.g. study_id like KMPT-0007).",
                "Correct the value to the documented form."),
         Reason("invalid_date", "row", "Not a real date in the accepted format.",
-               "Use YYYY-MM-DD (HoNOS also DD/MM/YYYY)."),
+               "Use YYYY-MM-DD (HoNOS and acute_care also DD/MM/YYYY)."),
         Reason("invalid_code", "row", "The value is not in the field's code list.",
                "Use one of the documented codes."),
         Reason("not_a_number", "instrument", "Text in a numeric field that is not a number "
@@ -52,11 +52,11 @@ REASONS: dict[str, Reason] = {
         Reason("invalid_nhs_number", "row", "The NHS number is not 10 digits or fails the modulus-11 check digit.",
                "Correct the NHS number (spaces are allowed)."),
         Reason("unlinked", "row", "A valid NHS number that matches no participant in the site's register.",
-               "Check the register's NHS number, or leave the rating out of the extract."),
+               "Check the register's NHS number, or leave the rating or episode out of the extract."),
         Reason("duplicate_key", "row", "The row's key appears more than once in the file; every copy is quarantined.",
                "Keep one row per key."),
         Reason("date_order", "row", "Dates in the wrong order (withdrawal before consent; "
-               "a meeting more than 90 days before consent).",
+               "a meeting more than 90 days before consent; an acute-care episode ending before it starts).",
                "Correct the dates."),
         Reason("unknown_participant", "row", "The study_id / record_id is not in the site's register.",
                "Add the participant to the register, or correct the id."),

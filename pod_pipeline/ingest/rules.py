@@ -68,6 +68,12 @@ def iso_date(column: str) -> str:
     return f"cast(try_strptime({q(column)}, '%Y-%m-%d') as date)"
 
 
+def any_date(column: str) -> str:
+    """The column parsed as an ISO or UK (DD/MM/YYYY) date (NULL when it is neither)."""
+    return (f"cast(coalesce(try_strptime({q(column)}, '%Y-%m-%d'), try_strptime({q(column)}, '%d/%m/%Y')) "
+            "as date)")
+
+
 def any_date_ok(column: str) -> str:
     value = q(column)
     uk = (f"(regexp_full_match({value}, '[0-9]{{2}}/[0-9]{{2}}/[0-9]{{4}}') "

@@ -29,6 +29,7 @@ WITHDRAWAL_TYPES = ("follow_up", "all_data", "died")
 HONOS_ITEMS = tuple(f"honos_{i:02d}" for i in range(1, 13))
 KEY_ELEMENTS = tuple(f"key_element_{i:02d}" for i in range(1, 13))
 CARER_INSTRUMENT = "carer_questionnaire"
+EPISODE_TYPES = ("inpatient", "crisis_team")
 
 REDCAP_PLUMBING = ("record_id", "redcap_event_name", "redcap_repeat_instrument",
                    "redcap_repeat_instance", "redcap_data_access_group")
@@ -106,6 +107,13 @@ def _register_columns() -> tuple[Column, ...]:
 def _honos_columns() -> tuple[Column, ...]:
     return (Column("assessment_id"), Column("study_id", "reg.ref_study_id"), Column("assessment_date"),
             Column("rater_role"), *(Column(c) for c in HONOS_ITEMS), Column("honos_08_problem_type"))
+
+
+def _acute_care_columns() -> tuple[Column, ...]:
+    # episode_id is the EPR's key: kept here so staging can take the newest version of an episode,
+    # never carried past staging (contract national-trial 6).
+    return (Column("episode_id"), Column("study_id", "reg.ref_study_id"), Column("episode_type"),
+            Column("start_date"), Column("end_date"), Column("detained"))
 
 
 def _redcap_columns() -> tuple[Column, ...]:
@@ -226,10 +234,29 @@ def _honos_rules(site: str) -> list[Rule]:
     ]
 
 
-def _honos_cross_rules(site: str) -> list[Rule]:
+def _linked_by_nhs_number(site: str) -> list[Rule]:
     # Every row that reaches these rules has a valid NHS number (a row rule), hence a pseudonym.
     return [r.when("nhs_number", "unlinked", "reg.ref_study_id is null",
                    "'a valid NHS number that matches no participant in the register'")]
+
+
+def _acute_care_rules(site: str) -> list[Rule]:
+    start, end = r.any_date("start_date"), r.any_date("end_date")
+    return [
+        r.required("episode_id"),
+        r.duplicate("episode_id", ["episode_id"]),
+        r.required("nhs_number"),
+        r.nhs_number("nhs_number", sql_nhs_number_is_valid(q("nhs_number"))),
+        r.required("episode_type"),
+        r.code("episode_type", EPISODE_TYPES),
+        r.required("start_date"),
+        r.date("start_date", uk_allowed=True),
+        r.date("end_date", uk_allowed=True),
+        # Both dates may be in either format: compared parsed, never as text.
+        r.when("end_date", "date_order", f"{end} < {start}",
+               "'end_date ' || end_date || ' is before start_date ' || start_date"),
+        r.code("detained", ("0", "1")),
+    ]
 
 
 def _meeting_rules(site: str) -> list[Rule]:
@@ -283,7 +310,7 @@ SPECS: dict[str, FileSpec] = {
         FileSpec("honos.csv", "honos",
                  ("assessment_id", "nhs_number", "assessment_date", "rater_role", *HONOS_ITEMS,
                   "honos_08_problem_type"),
-                 ("assessment_id",), ("nhs_number",), _honos_rules, _honos_cross_rules,
+                 ("assessment_id",), ("nhs_number",), _honos_rules, _linked_by_nhs_number,
                  link="reg.ref_pseudonym = h._pseudonym", reads=("register.csv",), derived=(PSEUDONYM,),
                  columns=_honos_columns),
         FileSpec("network_meetings.csv", "network_meetings",
@@ -292,5 +319,10 @@ SPECS: dict[str, FileSpec] = {
                   "peer_support_worker_present", *KEY_ELEMENTS),
                  ("meeting_id",), (), _meeting_rules, _meeting_cross_rules,
                  link="reg.ref_study_id = h.study_id", reads=("register.csv",)),
+        FileSpec("acute_care.csv", "acute_care",
+                 ("episode_id", "nhs_number", "episode_type", "start_date", "end_date", "detained"),
+                 ("episode_id",), ("nhs_number",), _acute_care_rules, _linked_by_nhs_number,
+                 link="reg.ref_pseudonym = h._pseudonym", reads=("register.csv",), derived=(PSEUDONYM,),
+                 columns=_acute_care_columns),
     )
 }

@@ -13,19 +13,8 @@ renamed as (
         site || '/' || assessment_id as response_id,
         assessment_id,
         study_id as participant_id,
-        case
-            when assessment_date like '__/__/____'
-                then cast(
-                    substring(assessment_date, 7, 4)
-                    || '-' || substring(assessment_date, 4, 2)
-                    || '-' || substring(assessment_date, 1, 2)
-                    as date
-                )
-            else cast(assessment_date as date)
-        end as assessment_date,
-        case
-            when assessment_date like '__/__/____' then 'DD/MM/YYYY' else 'YYYY-MM-DD'
-        end as assessment_date_format,
+        {{ epr_date('assessment_date') }} as assessment_date,
+        {{ epr_date_format('assessment_date') }} as assessment_date_format,
         rater_role,
         {%- for column in honos_item_columns() %}
         {{ honos_value(column) }} as {{ column }},
