@@ -12,6 +12,7 @@ likely too narrow. Otherwise the variance is the model's.
 """
 
 import math
+import warnings
 from dataclasses import dataclass
 
 import duckdb
@@ -20,6 +21,7 @@ import pandas as pd
 from scipy import stats
 from statsmodels.duration.hazard_regression import PHReg
 from statsmodels.duration.survfunc import SurvfuncRight
+from statsmodels.tools.sm_exceptions import ConvergenceWarning
 
 from pod_pipeline.analysis.economics import COMPARATOR, INTERVENTION
 
@@ -130,9 +132,12 @@ def cox_arm(
     """Hazard ratio POD versus TAU with its 95% interval and Wald p, robust over `unit` if given."""
     model = PHReg(np.asarray(time, float), np.asarray(is_pod, float)[:, None],
                   status=np.asarray(event, float), ties="efron")
-    fit = model.fit(groups=unit) if unit is not None else model.fit()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConvergenceWarning)
+        fit = model.fit(groups=unit) if unit is not None else model.fit()
+    converged = not any(issubclass(warning.category, ConvergenceWarning) for warning in caught)
     beta, se = float(fit.params[0]), float(fit.bse[0])
-    if not (np.isfinite(beta) and np.isfinite(se)) or abs(beta) > MAX_LOG_HR:
+    if not (converged and np.isfinite(beta) and np.isfinite(se)) or abs(beta) > MAX_LOG_HR:
         return {"note": "the Cox likelihood has no maximum (events in one arm only at the times "
                         "the other is at risk): no hazard ratio"}
     return {
