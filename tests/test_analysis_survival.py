@@ -112,6 +112,37 @@ def test_cox_hazard_ratio_is_the_rate_ratio_for_exponential_times() -> None:
     assert row["hr_ci95_low"] < row["hazard_ratio"] < row["hr_ci95_high"]
 
 
+def test_cluster_robust_interval_matches_an_independent_sandwich() -> None:
+    # Lin–Wei score residual of participant i (no tied times):
+    #   U_i = δ_i (x_i − x̄(t_i)) − Σ_{events j, t_j ≤ t_i} exp(βx_i) / S0(t_j) · (x_i − x̄(t_j)),
+    # x̄(t) the exp(βx)-weighted mean of x over the risk set at t, S0(t) its sum of weights;
+    # robust variance = I⁻¹ (Σ_clusters (Σ_{i in cluster} U_i)²) I⁻¹, I the observed information.
+    time = np.array([5, 8, 12, 15, 20, 22, 30, 35, 40, 44, 50, 60], dtype=float)
+    event = np.array([1, 1, 0, 1, 1, 0, 1, 1, 0, 1, 1, 0])
+    pod = np.array([1, 0, 1, 0, 0, 1, 0, 1, 1, 0, 1, 1], dtype=float)
+    clusters = ["A", "A", "B", "B", "C", "C", "A", "D", "D", "B", "C", "D"]
+    beta, se = _breslow_fit(time, event, pod)
+    weight = np.exp(beta * pod)
+
+    def mean_at(day: float) -> tuple[float, float]:
+        at_risk = time >= day
+        return (weight[at_risk] * pod[at_risk]).sum() / weight[at_risk].sum(), weight[at_risk].sum()
+
+    residuals = np.zeros(len(time))
+    for i in range(len(time)):
+        residuals[i] = event[i] * (pod[i] - mean_at(time[i])[0])
+        for j in np.flatnonzero(event.astype(bool) & (time <= time[i])):
+            x_bar, s0 = mean_at(time[j])
+            residuals[i] -= weight[i] / s0 * (pod[i] - x_bar)
+    per_cluster = pd.Series(residuals).groupby(clusters).sum()
+    robust_se = se**2 * math.sqrt((per_cluster**2).sum())
+    frame = _participants(np.where(pod == 1, "POD", "TAU").tolist(), time, event, clusters)
+    row = survival.effect_row(frame)
+    assert row["variance"] == "cluster_robust" and row["n_clusters"] == 4
+    assert row["hr_ci95_high"] == pytest.approx(math.exp(beta + 1.959964 * robust_se), rel=1e-4)
+    assert row["p_value"] == pytest.approx(2 * stats.norm.sf(abs(beta / robust_se)), rel=1e-3)
+
+
 def _clustered(with_clusters: bool) -> pd.DataFrame:
     # 12 clusters of 40, arm by cluster, a shared frailty per cluster: times within a cluster
     # are correlated, so the model variance (independent participants) is too small.
