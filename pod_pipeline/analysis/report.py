@@ -153,8 +153,9 @@ def relapse_section(tables: StudyTables, figures: dict[str, bytes]) -> list[str]
     parts += [
         "<p>Participants followed in the electronic patient record only (those not followed are "
         "counted). Kaplan–Meier survival free of relapse with log-log 95% intervals (Greenwood); "
-        "median: first day the estimate is at or below 0.5. Hazard ratio from a Cox model for arm "
-        "(Efron ties) with the variance named.</p>",
+        "median: first day the estimate is at or below 0.5; – past an arm's longest follow-up. "
+        "Hazard ratio from a Cox model for arm (Efron ties) with the variance named: "
+        "cluster_robust (sandwich by cluster) or model.</p>",
         _table(per_arm),
         *([_table(effect)] if not effect.empty else []),
         *[f"<p class='note'>{html.escape(str(note))}</p>" for note in tables.relapse["note"].dropna().unique()],
