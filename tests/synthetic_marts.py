@@ -245,5 +245,26 @@ def write_synthetic_marts(
         cross join (values ('manifest.json'), ('register.csv'), ('redcap_records.csv'),
                            ('honos.csv')) as f(file)
     """)
+    con.execute("""
+        create or replace table marts.time_to_relapse as
+        with draws as (
+            select *,
+                unif(i, 'epr') > 0.05 as is_followed_in_epr,
+                -- exponential days to relapse, a longer mean under POD, and a follow-up that ends
+                -- at the data cut (241 to 540 days after consent)
+                ceil(-ln(unif(i, 'relapse')) * case when arm = 'POD' then 500 else 350 end
+                     * exp(0.3 * cluster_effect)) as latent_days,
+                least(730, date '2027-06-30' - consent_date) as followed_days
+            from marts.participants
+        )
+        select
+            participant_id, site, arm, cluster_id, 'trial' as protocol, is_followed_in_epr,
+            consent_date,
+            case when is_followed_in_epr then cast(least(latent_days, followed_days) as integer)
+                end as time_days,
+            case when is_followed_in_epr then cast(latent_days <= followed_days as integer)
+                end as is_relapse
+        from draws
+    """)
     con.execute("alter table marts.participants drop column i")
     con.execute("alter table marts.participants drop column cluster_effect")

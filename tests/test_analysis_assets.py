@@ -13,7 +13,7 @@ UPSTREAM = [
     dg.AssetSpec(key) for key in (
         ["marts", "outcome_scores"], ["marts", "carer_timepoints"], ["marts", "participants"],
         ["marts", "cost_effectiveness"], ["marts", "participant_flow"], ["marts", "completeness"],
-        ["raw", "load_ledger"],
+        ["raw", "load_ledger"], ["marts", "time_to_relapse"],
     )
 ]
 CE_SUMMARY_COLUMNS = {
@@ -23,7 +23,7 @@ CE_SUMMARY_COLUMNS = {
     "price_year", "replicates", "seed", "resampling_unit",
 }
 FIGURES = {"outcome_trajectories", "participant_flow", "completeness_heatmap",
-           "cost_effectiveness_plane", "acceptability_curve"}
+           "cost_effectiveness_plane", "acceptability_curve", "kaplan_meier"}
 
 
 def _materialise(arms: tuple[str, ...]) -> tuple[dg.ExecuteInProcessResult, Warehouse]:
@@ -82,6 +82,18 @@ def test_two_arms_end_to_end(pod_env: Path) -> None:
         assert "2026-07-01T120000" in document and "uk_2026" in document
         assert "2024/25" in document and "2026-11-25" in document
     assert "Disclosure control" in external.read_text()
+    with warehouse.connect() as con:
+        relapse = con.execute("select * from marts.relapse_summary").df().set_index("arm")
+        followed = con.execute("select count(*) filter (where is_followed_in_epr), "
+                               "count(*) filter (where not is_followed_in_epr) from marts.time_to_relapse").fetchone()
+    assert relapse.index.tolist() == ["POD", "TAU", "effect"]
+    assert relapse.loc["effect", "variance"] == "model" and relapse.loc["effect", "hazard_ratio"] > 0
+    relapse_metadata = _metadata(result, "marts", "relapse_summary")
+    assert (relapse_metadata["n_followed"], relapse_metadata["n_not_followed_in_epr"]) == followed
+    assert relapse_metadata["events_POD"] == relapse.loc["POD", "events"]
+    assert "data:image/png;base64," in relapse_metadata["figure"]
+    assert "<h2>Time to relapse</h2>" in internal.read_text()
+    assert "Numbers at risk" in external.read_text()
     assert "Disclosure control" not in internal.read_text()
     assert _metadata(result, "analysis", "study_report_external")["cells_suppressed"] > 0
 
@@ -101,3 +113,5 @@ def test_single_arm_end_to_end(pod_env: Path) -> None:
     }
     report = Path(_metadata(result, "analysis", "study_report")["path"]).read_text()
     assert reason in report
+    relapse_reason = _metadata(result, "marts", "relapse_summary")["notes"]
+    assert "no POD versus TAU hazard ratio" in relapse_reason and relapse_reason in report

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from synthetic_marts import write_synthetic_marts
 
-from pod_pipeline.analysis import disclosure, economics, stats, tables
+from pod_pipeline.analysis import disclosure, economics, stats, survival, tables
 from pod_pipeline.settings import Settings
 
 THRESHOLD = Settings.from_env({}).suppress_counts_below
@@ -92,7 +92,13 @@ def study() -> tables.StudyTables:
         cost_effectiveness=result.summary,
         acceptability=result.acceptability,
         replicates=result.replicates,
+        **_relapse(con),
     )
+
+
+def _relapse(con: duckdb.DuckDBPyConnection) -> dict[str, pd.DataFrame]:
+    relapse = survival.analyse(survival.load_participants(con))
+    return {"relapse": relapse.summary, "relapse_curve": relapse.curve, "relapse_at_risk": relapse.at_risk}
 
 
 def _published(value: object) -> bool:
@@ -141,3 +147,48 @@ def test_statistics_of_small_or_hidden_counts_are_hidden(study: tables.StudyTabl
     assert all(protected.completeness.loc[
         protected.completeness["scored"] == disclosure.SUPPRESSED, "pct_scored"
     ] == disclosure.SUPPRESSED)
+
+
+def test_numbers_at_risk_are_counts_and_so_are_their_differences() -> None:
+    at_risk = pd.DataFrame({"arm": ["POD"] * 5 + ["TAU"] * 5, "time_days": [0, 182, 365, 548, 730] * 2,
+                            "n_at_risk": [60, 40, 35, 20, 5, 60, 50, 30, 12, 0]})
+    protected, suppressed = disclosure.protect(replace(_empty_study(), relapse_at_risk=at_risk), THRESHOLD)
+    shown = protected.relapse_at_risk.set_index(["arm", "time_days"])["n_at_risk"]
+    # POD: 5 is small; 40 − 35 = 5 left between days 182 and 365, so one of the two goes (35).
+    assert shown[("POD", 730)] == shown[("POD", 365)] == disclosure.SUPPRESSED
+    assert shown[("POD", 0)] == 60 and shown[("POD", 182)] == 40 and shown[("POD", 548)] == 20
+    # TAU: no small count, no small difference; the zero stays.
+    assert shown.loc["TAU"].tolist() == [60, 50, 30, 12, 0]
+    assert suppressed == 2
+    published = shown[shown.map(_published)]
+    assert not published.isin(SMALL).any()
+
+
+def test_a_small_arm_loses_its_curve_and_its_total_a_partner() -> None:
+    arms = ["POD"] * 5 + ["TAU"] * 40
+    frame = pd.DataFrame({
+        "participant_id": [f"P{i}" for i in range(45)], "arm": arms, "cluster_id": None,
+        "is_followed": True, "time_days": np.arange(45, dtype=float) * 10 + 5,
+        "is_relapse": np.arange(45) % 2,
+    })
+    relapse = survival.analyse(frame)
+    study = replace(_empty_study(), relapse=relapse.summary, relapse_curve=relapse.curve,
+                    relapse_at_risk=relapse.at_risk)
+    protected, _ = disclosure.protect(study, THRESHOLD)
+    summary = protected.relapse.set_index("arm")
+    assert summary.loc["POD", "n"] == summary.loc["POD", "events"] == disclosure.SUPPRESSED
+    # n: POD + TAU = effect, so a second cell of the column goes with POD's.
+    assert (summary["n"] == disclosure.SUPPRESSED).sum() == 2
+    assert summary.loc["POD", "km_182"] == summary.loc["POD", "median_days"] == disclosure.SUPPRESSED
+    assert summary.loc["TAU", "km_182"] == relapse.summary.set_index("arm").loc["TAU", "km_182"]
+    assert set(protected.relapse_curve["arm"]) == {"TAU"}
+    # No POD participant is still at risk when TAU relapses: the Cox likelihood has no maximum.
+    assert "no maximum" in relapse.summary.set_index("arm").loc["effect", "note"]
+
+
+def _empty_study() -> tables.StudyTables:
+    flow = pd.DataFrame({"POD": [10]}, index=["consented"])
+    outcomes = pd.DataFrame(columns=stats.OUTCOME_SUMMARY_COLUMNS)
+    completeness = pd.DataFrame(columns=["timepoint", "instrument", "site", "expected", "scored", "pct_scored"])
+    ce = pd.DataFrame(columns=economics.SUMMARY_COLUMNS)
+    return tables.StudyTables(flow, outcomes, completeness, ce, pd.DataFrame(), pd.DataFrame())

@@ -84,3 +84,4 @@ def test_single_arm_report_states_why_there_is_no_comparison() -> None:
     assert "2.50 (1.20 to 3.80)" in document
     assert document.count("data:image/png;base64,") == 3
     assert "total" not in study.flow.columns
+    assert "Not available: marts.time_to_relapse has not been built." in document

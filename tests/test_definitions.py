@@ -10,6 +10,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from pod_pipeline.analysis.definitions import HAS_TIME_TO_RELAPSE
 from pod_pipeline.definitions import defs
 
 SNAPSHOT = Path(__file__).parent / "snapshots" / "definitions.json"
@@ -51,3 +52,9 @@ def test_marts_of_the_contract_are_assets() -> None:
                 "cost_effectiveness_acceptability", "missing_assessments", "quarantine"}
     keys = {line.split(": ", 1)[1] for line in graph()["assets"]}
     assert {f"marts/{name}" for name in contract} <= keys
+
+
+def test_relapse_analysis_joins_the_graph_once_its_mart_is_built() -> None:
+    keys = {line.split(": ", 1)[1] for line in graph()["assets"]}
+    assert ("marts/relapse_summary" in keys) == HAS_TIME_TO_RELAPSE
+    assert ("marts/time_to_relapse" in keys) == HAS_TIME_TO_RELAPSE

@@ -1,8 +1,9 @@
-"""Analysis: outcome and cost-effectiveness summaries, figures and the study report."""
+"""Analysis: outcome, time-to-relapse and cost-effectiveness summaries, figures and the study report."""
 
 from pod_pipeline.analysis.assets import (
     cost_effectiveness,
     outcome_summary,
+    relapse_summary,
     study_figures,
     study_report,
     study_report_external,
@@ -11,6 +12,7 @@ from pod_pipeline.analysis.assets import (
 analysis_assets = [
     outcome_summary,
     cost_effectiveness,
+    relapse_summary,
     study_figures,
     study_report,
     study_report_external,

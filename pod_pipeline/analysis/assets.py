@@ -9,7 +9,7 @@ import dagster as dg
 import pandas as pd
 
 from pod_pipeline import __version__
-from pod_pipeline.analysis import disclosure, economics, figures, report, stats, tables
+from pod_pipeline.analysis import disclosure, economics, figures, report, stats, survival, tables
 from pod_pipeline.markdown import markdown_table
 from pod_pipeline.resources import Warehouse
 
@@ -20,9 +20,13 @@ OUTCOME_SUMMARY = dg.AssetKey(["marts", "outcome_summary"])
 CE_SUMMARY = dg.AssetKey(["marts", "cost_effectiveness_summary"])
 CE_ACCEPTABILITY = dg.AssetKey(["marts", "cost_effectiveness_acceptability"])
 CE_REPLICATES = dg.AssetKey(["analysis", "cost_effectiveness_replicates"])
+RELAPSE_SUMMARY = dg.AssetKey(["marts", "relapse_summary"])
+RELAPSE_CURVE = dg.AssetKey(["analysis", "relapse_curve"])
+RELAPSE_AT_RISK = dg.AssetKey(["analysis", "relapse_at_risk"])
+TIME_TO_RELAPSE = dg.AssetKey(["marts", "time_to_relapse"])
 FIGURES = dg.AssetKey(["analysis", "figures"])
 FIGURE_SOURCES = [
-    OUTCOME_SUMMARY, CE_SUMMARY, CE_ACCEPTABILITY, CE_REPLICATES,
+    OUTCOME_SUMMARY, CE_SUMMARY, CE_ACCEPTABILITY, CE_REPLICATES, RELAPSE_SUMMARY, RELAPSE_CURVE, RELAPSE_AT_RISK,
     dg.AssetKey(["marts", "participant_flow"]), dg.AssetKey(["marts", "completeness"]),
 ]
 REPORT_SOURCES = [*FIGURE_SOURCES, dg.AssetKey(["raw", "load_ledger"])]
@@ -121,6 +125,57 @@ def cost_effectiveness(warehouse: Warehouse) -> Iterator[dg.MaterializeResult]:
     })
     yield dg.MaterializeResult(asset_key=CE_REPLICATES, metadata={
         "dagster/row_count": len(result.replicates), "seed": settings.bootstrap_seed,
+    })
+
+
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec(RELAPSE_SUMMARY, description="Time to relapse: one row per arm (Kaplan–Meier n, "
+                     "events, median, survival at 182/365/730 days with log-log 95% CI), plus `effect` "
+                     "(Cox hazard ratio POD vs TAU) when two arms exist.", kinds={"python", "duckdb"},
+                     deps=[TIME_TO_RELAPSE]),
+        dg.AssetSpec(RELAPSE_CURVE, description="Kaplan–Meier step function: one row per arm × day 0, "
+                     "event day and longest follow-up, for the figure.", kinds={"duckdb"},
+                     deps=[TIME_TO_RELAPSE]),
+        dg.AssetSpec(RELAPSE_AT_RISK, description="Numbers at risk: one row per arm × day (0, 182, 365, "
+                     "548, 730), for the figure.", kinds={"duckdb"}, deps=[TIME_TO_RELAPSE]),
+    ],
+    group_name=GROUP,
+    pool=POOL,
+)
+def relapse_summary(warehouse: Warehouse) -> Iterator[dg.MaterializeResult]:
+    """Kaplan–Meier by arm and Cox hazard ratio for arm, from marts.time_to_relapse (statsmodels)."""
+    started = time.perf_counter()
+    with warehouse.connect() as con:
+        result = survival.analyse(survival.load_participants(con))
+        con.execute("begin transaction")
+        tables.replace_table(con, "marts.relapse_summary", result.summary)
+        tables.replace_table(con, "analysis.relapse_curve", result.curve)
+        tables.replace_table(con, "analysis.relapse_at_risk", result.at_risk)
+        con.execute("commit")
+    summary = result.summary.set_index("arm")
+    arms = [arm for arm in summary.index if arm != survival.EFFECT]
+    effect = summary.loc[survival.EFFECT] if survival.EFFECT in summary.index else None
+    hazard_ratio = "no POD versus TAU comparison"
+    if effect is not None and pd.notna(effect["hazard_ratio"]):
+        hazard_ratio = (f"{effect['hazard_ratio']:.3f} ({effect['hr_ci95_low']:.3f} to "
+                        f"{effect['hr_ci95_high']:.3f}), p = {effect['p_value']:.3g}, {effect['variance']}")
+    figure = figures.png_bytes(figures.kaplan_meier(result.curve, result.at_risk), dpi=45)
+    thumbnail = base64.b64encode(figure).decode("ascii")
+    yield dg.MaterializeResult(asset_key=RELAPSE_SUMMARY, metadata={
+        "dagster/row_count": len(result.summary),
+        "n_followed": int(summary.loc[arms, "n"].sum()),
+        "n_not_followed_in_epr": int(sum(result.not_followed.values())),
+        **{f"events_{arm}": int(summary.at[arm, "events"]) for arm in arms},
+        "hazard_ratio": dg.MetadataValue.text(hazard_ratio),
+        "notes": dg.MetadataValue.text("; ".join(result.summary["note"].dropna().unique()) or "none"),
+        "seconds": round(time.perf_counter() - started, 2),
+        "preview": _preview(result.summary.set_index("arm").T.reset_index(names="column"), 40),
+        "figure": dg.MetadataValue.md(f"![kaplan_meier](data:image/png;base64,{thumbnail})"),
+    })
+    yield dg.MaterializeResult(asset_key=RELAPSE_CURVE, metadata={"dagster/row_count": len(result.curve)})
+    yield dg.MaterializeResult(asset_key=RELAPSE_AT_RISK, metadata={
+        "dagster/row_count": len(result.at_risk), "preview": _preview(result.at_risk, 20),
     })
 
 

@@ -32,6 +32,12 @@ REVEALING_STATISTICS = {
 ARM_STATISTICS = ["mean_cost", "mean_cost_ci95_low", "mean_cost_ci95_high",
                   "mean_qaly", "mean_qaly_ci95_low", "mean_qaly_ci95_high"]
 
+# An arm's Kaplan–Meier figures describe its followed participants and step at each relapse; the
+# hazard ratio and its interval describe both arms.
+SURVIVAL_STATISTICS = ["median_days", *[f"km_{day}{suffix}" for day in (182, 365, 730)
+                                        for suffix in ("", "_ci95_low", "_ci95_high")]]
+EFFECT_STATISTICS = ["hazard_ratio", "hr_ci95_low", "hr_ci95_high", "p_value"]
+
 Cell = tuple[Hashable, str]
 
 
@@ -145,10 +151,14 @@ def protect(tables: StudyTables, threshold: int) -> tuple[StudyTables, int]:
     outcomes, outcome_hidden = _protect_outcomes(tables.outcomes, threshold)
     completeness, completeness_hidden = _protect_completeness(tables.completeness, threshold)
     ce, ce_hidden = _protect_cost_effectiveness(tables.cost_effectiveness, threshold)
+    relapse, curve, relapse_hidden = _protect_relapse(tables.relapse, tables.relapse_curve, threshold)
+    at_risk, at_risk_hidden = _protect_at_risk(tables.relapse_at_risk, threshold)
     protected = replace(
-        tables, flow=flow, outcomes=outcomes, completeness=completeness, cost_effectiveness=ce
+        tables, flow=flow, outcomes=outcomes, completeness=completeness, cost_effectiveness=ce,
+        relapse=relapse, relapse_curve=curve, relapse_at_risk=at_risk,
     )
-    return protected, flow_hidden + outcome_hidden + completeness_hidden + ce_hidden
+    hidden = flow_hidden + outcome_hidden + completeness_hidden + ce_hidden + relapse_hidden + at_risk_hidden
+    return protected, hidden
 
 
 def _protect_flow(flow: pd.DataFrame, threshold: int) -> tuple[pd.DataFrame, int]:
@@ -202,3 +212,45 @@ def _protect_cost_effectiveness(
     mask = suppression_mask(counts, [[(row, "n") for row in summary.index]], threshold)
     shown = blank_statistics(summary, small_counts(counts, threshold), {"n": ARM_STATISTICS})
     return apply_mask(shown, mask), int(mask.to_numpy().sum())
+
+
+def _protect_relapse(
+    summary: pd.DataFrame, curve: pd.DataFrame, threshold: int
+) -> tuple[pd.DataFrame, pd.DataFrame, int]:
+    """relapse_summary: the arms add up to the effect row; relapses and not followed are counts too.
+
+    An arm whose own counts are small loses its Kaplan–Meier figures, and its curve is not drawn
+    (each step of a curve is a relapse); the effect row loses the hazard ratio when its counts are.
+    """
+    if summary.empty:
+        return summary, curve, 0
+    columns = ["n", "events", "n_not_followed"]
+    counts = summary[columns].astype(float)
+    relations, derived = nested_relations(counts, [("n", "events", "not_relapsed")])
+    relations += column_relations(counts, columns) if (summary["arm"] == "effect").any() else []
+    mask = suppression_mask(counts, relations, threshold, derived)
+    small = small_counts(counts[["n", "events"]], threshold).any(axis=1)
+    is_effect = (summary["arm"] == "effect").to_numpy()
+    shown = summary.astype(object)
+    shown.loc[small.to_numpy() & ~is_effect, SURVIVAL_STATISTICS] = SUPPRESSED
+    shown.loc[small.to_numpy() & is_effect, EFFECT_STATISTICS] = SUPPRESSED
+    hidden_arms = set(summary.loc[small.to_numpy() & ~is_effect, "arm"])
+    return (apply_mask(shown, mask), curve[~curve["arm"].isin(hidden_arms)].reset_index(drop=True),
+            int(mask.to_numpy().sum()))
+
+
+def _protect_at_risk(at_risk: pd.DataFrame, threshold: int) -> tuple[pd.DataFrame, int]:
+    """Numbers at risk per arm × day are counts; so is the difference between two neighbours (the
+    participants who relapsed or stopped being followed in between)."""
+    if at_risk.empty:
+        return at_risk, 0
+    ordered = at_risk.sort_values(["arm", "time_days"]).reset_index(drop=True)
+    counts = ordered[["n_at_risk"]].astype(float)
+    relations: list[list[Cell]] = []
+    derived: dict[Cell, float] = {}
+    for rows in ordered.groupby("arm").indices.values():
+        for before, after in zip(rows[:-1], rows[1:], strict=True):
+            derived[(before, "left")] = counts.at[before, "n_at_risk"] - counts.at[after, "n_at_risk"]
+            relations.append([(before, "n_at_risk"), (after, "n_at_risk"), (before, "left")])
+    mask = suppression_mask(counts, relations, threshold, derived)
+    return apply_mask(ordered, mask), int(mask.to_numpy().sum())

@@ -178,8 +178,44 @@ def acceptability_curve(acceptability: pd.DataFrame) -> Figure:
     return figure
 
 
+def kaplan_meier(curve: pd.DataFrame, at_risk: pd.DataFrame) -> Figure:
+    """Kaplan–Meier survival free of relapse by arm with log-log 95% bands, numbers at risk below."""
+    arms = sorted(curve["arm"].unique())
+    days = sorted(at_risk["time_days"].unique())
+    figure = _figure(7, 4.2 + 0.25 * len(arms))
+    plot, table = figure.subplots(2, 1, sharex=True, height_ratios=[4, 0.6 + 0.3 * len(arms)])
+    for arm in arms:
+        line = curve[curve["arm"] == arm].sort_values("time_days")
+        colour = ARM_COLOURS.get(arm)
+        plot.step(line["time_days"], _numbers(line["survival"]), where="post", label=arm, color=colour)
+        plot.fill_between(line["time_days"], _numbers(line["survival_ci95_low"]),
+                          _numbers(line["survival_ci95_high"]), step="post", alpha=0.15, color=colour)
+    plot.set_ylim(0, 1.02)
+    plot.set_ylabel("Free of relapse")
+    plot.set_title("Time to relapse: Kaplan–Meier estimate with 95% CI", fontsize=11)
+    if arms:
+        plot.legend(fontsize=8, loc="lower left")
+    # Numbers at risk: one row per arm, as the table shows them (suppressed counts stay `*`).
+    table.set_axis_off()
+    table.set_ylim(-0.5, len(arms) - 0.5)
+    for row, arm in enumerate(arms):
+        counts = at_risk[at_risk["arm"] == arm].set_index("time_days")["n_at_risk"]
+        table.text(-0.02, len(arms) - 1 - row, arm, transform=table.get_yaxis_transform(), ha="right",
+                   va="center", fontsize=8, color=ARM_COLOURS.get(arm, "black"), weight="bold")
+        for day in days:
+            label = counts.get(day, "")
+            table.text(day, len(arms) - 1 - row, str(label), ha="center", va="center", fontsize=8)
+    table.set_title("Numbers at risk", fontsize=8, loc="left")
+    plot.set_xticks(days)
+    plot.tick_params(labelbottom=True)
+    plot.set_xlabel("Days since consent")
+    plot.set_xlim(-15, max([*days, 0]) + 15)
+    return figure
+
+
 def draw_figures(study: StudyTables) -> dict[str, Figure]:
-    """Every figure the data allow, by file stem (no plane or curve without two arms)."""
+    """Every figure the data allow, by file stem (no plane or curve without two arms, no
+    Kaplan–Meier plot before marts.time_to_relapse exists)."""
     figures = {
         "outcome_trajectories": outcome_trajectories(study.outcomes),
         "participant_flow": participant_flow(study.flow),
@@ -190,4 +226,6 @@ def draw_figures(study: StudyTables) -> dict[str, Figure]:
             study.replicates, study.cost_effectiveness
         )
         figures["acceptability_curve"] = acceptability_curve(study.acceptability)
+    if not study.relapse_curve.empty:
+        figures["kaplan_meier"] = kaplan_meier(study.relapse_curve, study.relapse_at_risk)
     return figures

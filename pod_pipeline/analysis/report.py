@@ -8,6 +8,7 @@ import pandas as pd
 
 from pod_pipeline.analysis import disclosure
 from pod_pipeline.analysis.economics import INCREMENTAL
+from pod_pipeline.analysis.survival import EFFECT, LANDMARKS
 from pod_pipeline.analysis.tables import StudyTables
 
 
@@ -106,6 +107,66 @@ def cost_effectiveness_rows(summary: pd.DataFrame) -> tuple[pd.DataFrame, pd.Dat
     return per_arm, incremental
 
 
+def _median_days(row: pd.Series) -> str:
+    """The median, or why there is none (nobody followed, or half never relapsed)."""
+    value = row["median_days"]
+    if isinstance(value, str) or pd.notna(value):
+        return _number(value, 0)
+    return "–" if row["n"] == 0 else "not reached"
+
+
+def relapse_rows(summary: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Kaplan–Meier per arm and the Cox hazard ratio, as the report prints them."""
+    per_arm = pd.DataFrame([
+        {
+            "arm": row["arm"],
+            "followed": _number(row["n"], 0),
+            "not followed in the EPR": _number(row["n_not_followed"], 0),
+            "relapses": _number(row["events"], 0),
+            "median days": _median_days(row),
+            **{f"free of relapse at {day} days (95% CI)": _estimate(row, f"km_{day}", 3)
+               for day in LANDMARKS},
+        }
+        for _, row in summary[summary["arm"] != EFFECT].iterrows()
+    ])
+    effect = pd.DataFrame([
+        {
+            "participants": _number(row["n"], 0),
+            "relapses": _number(row["events"], 0),
+            "hazard ratio POD vs TAU (95% CI)": _estimate(row, "hazard_ratio", 3, interval="hr"),
+            "p": _p_value(row["p_value"]),
+            "variance": "–" if pd.isna(row["variance"]) else html.escape(str(row["variance"])),
+        }
+        for _, row in summary[summary["arm"] == EFFECT].iterrows()
+    ])
+    return per_arm, effect
+
+
+def relapse_section(tables: StudyTables, figures: dict[str, bytes]) -> list[str]:
+    """The time-to-relapse section: tables, notes, the Kaplan–Meier plot and numbers at risk."""
+    parts = ["<h2>Time to relapse</h2>"]
+    if tables.relapse.empty:
+        return [*parts, "<p>Not available: marts.time_to_relapse has not been built.</p>"]
+    per_arm, effect = relapse_rows(tables.relapse)
+    at_risk = tables.relapse_at_risk.pivot(index="arm", columns="time_days", values="n_at_risk")
+    at_risk.columns = [f"day {day}" for day in at_risk.columns]
+    parts += [
+        "<p>Participants followed in the electronic patient record only (those not followed are "
+        "counted). Kaplan–Meier survival free of relapse with log-log 95% intervals (Greenwood); "
+        "median: first day the estimate is at or below 0.5; – past an arm's longest follow-up. "
+        "Hazard ratio from a Cox model for arm (Efron ties) with the variance named: "
+        "cluster_robust (sandwich by cluster) or model.</p>",
+        _table(per_arm),
+        *([_table(effect)] if not effect.empty else []),
+        *[f"<p class='note'>{html.escape(str(note))}</p>" for note in tables.relapse["note"].dropna().unique()],
+        _image("kaplan_meier", figures) if not tables.relapse_curve.empty else
+        "<p class='note'>No Kaplan–Meier plot: no arm's counts can be shown.</p>",
+        "<h3>Numbers at risk</h3>",
+        _table(at_risk.reset_index().map(lambda v: _number(v, 0))),
+    ]
+    return parts
+
+
 def _table(frame: pd.DataFrame) -> str:
     return frame.to_html(index=False, escape=False, border=0, classes="data")
 
@@ -161,6 +222,7 @@ def render_html(
         "t interval, paired t-test, Wilcoxon signed-rank test and Cohen's d<sub>z</sub>.</p>",
         _table(outcome_rows(tables.outcomes)),
         _image("outcome_trajectories", figures),
+        *relapse_section(tables, figures),
         "<h2>Completeness</h2>",
         _table(completeness_rows(tables.completeness)),
         _image("completeness_heatmap", figures),

@@ -1,11 +1,12 @@
 """The study's small tables as the report and figures show them, and the helpers they share."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import duckdb
 import pandas as pd
 
 from pod_pipeline import seeds
+from pod_pipeline.sql import table_exists
 
 BASELINE = "baseline"
 ALL_SITES = "All sites"
@@ -92,6 +93,10 @@ class StudyTables:
     cost_effectiveness: pd.DataFrame
     acceptability: pd.DataFrame
     replicates: pd.DataFrame
+    # Empty until marts.time_to_relapse is built (the relapse analysis needs it).
+    relapse: pd.DataFrame = field(default_factory=pd.DataFrame)
+    relapse_curve: pd.DataFrame = field(default_factory=pd.DataFrame)
+    relapse_at_risk: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 def flow_table(flow: pd.DataFrame) -> pd.DataFrame:
@@ -127,6 +132,11 @@ def load_tables(con: duckdb.DuckDBPyConnection) -> StudyTables:
         cost_effectiveness=read_table(con, "marts.cost_effectiveness_summary"),
         acceptability=read_table(con, "marts.cost_effectiveness_acceptability"),
         replicates=read_table(con, "analysis.cost_effectiveness_replicates"),
+        **({
+            "relapse": read_table(con, "marts.relapse_summary"),
+            "relapse_curve": read_table(con, "analysis.relapse_curve"),
+            "relapse_at_risk": read_table(con, "analysis.relapse_at_risk"),
+        } if table_exists(con, "marts", "relapse_summary") else {}),
     )
 
 

@@ -1,0 +1,56 @@
+"""Figures: drawn from the tables as the report shows them, for whatever parameters and arms they hold."""
+
+import itertools
+
+import numpy as np
+import pandas as pd
+
+from pod_pipeline.analysis import figures, survival
+from pod_pipeline.analysis.disclosure import SUPPRESSED
+
+# The national trial's new outcomes, beside one of the pilot's and a carer score.
+PARAMETERS = [("service_user", name) for name in
+              ("wemwbs_total", "qpr_total", "sdmq9_score", "sps_total", "lsns6_total")] + [
+    ("carer", "cws_wellbeing_score")]
+
+
+def _outcome_summary() -> pd.DataFrame:
+    rows = [
+        {"respondent": respondent, "parameter": parameter, "arm": arm, "timepoint": timepoint,
+         "mean": 10.0 + step, "mean_ci95_low": 8.0 + step, "mean_ci95_high": 12.0 + step}
+        for (respondent, parameter), arm, (step, timepoint) in itertools.product(
+            PARAMETERS, ("POD", "TAU"), enumerate(["baseline", "month_3", "month_12", "month_24"]))
+        # sdmq9 has no baseline; a suppressed mean stays a gap, not an error.
+        if not (parameter == "sdmq9_score" and timepoint == "baseline")
+    ]
+    summary = pd.DataFrame(rows).astype({"mean": object})
+    summary.loc[0, "mean"] = SUPPRESSED
+    return summary
+
+
+def test_trajectories_draw_every_parameter_in_the_summary() -> None:
+    figure = figures.outcome_trajectories(_outcome_summary())
+    titles = {axis.get_title() for axis in figure.axes if axis.get_visible()}
+    assert titles == {"wemwbs_total", "qpr_total", "sdmq9_score", "sps_total", "lsns6_total",
+                      "cws_wellbeing_score (carers)"}
+    sdmq9 = next(axis for axis in figure.axes if axis.get_title() == "sdmq9_score")
+    assert [label.get_text() for label in sdmq9.get_xticklabels()] == [
+        "baseline", "month_3", "month_12", "month_24"]
+    assert figures.png_bytes(figure)[:4] == b"\x89PNG"
+
+
+def test_kaplan_meier_shows_the_numbers_at_risk_as_the_table_does() -> None:
+    times = np.array([30, 100, 200, 250, 400, 500, 600, 700, 730, 730], dtype=float)
+    frame = pd.DataFrame({"participant_id": [f"P{i}" for i in range(20)], "arm": ["POD"] * 10 + ["TAU"] * 10,
+                          "cluster_id": None, "is_followed": True, "time_days": np.r_[times, times * 0.8],
+                          "is_relapse": [1, 0] * 10})
+    result = survival.analyse(frame)
+    at_risk = result.at_risk.astype({"n_at_risk": object})
+    at_risk.loc[at_risk["n_at_risk"] < 8, "n_at_risk"] = SUPPRESSED
+    figure = figures.kaplan_meier(result.curve, at_risk)
+    texts = [text.get_text() for axis in figure.axes for text in axis.texts]
+    assert texts.count(SUPPRESSED) == int((at_risk["n_at_risk"] == SUPPRESSED).sum())
+    assert {"POD", "TAU", "10", "8"} <= set(texts)
+    plot = figure.axes[0]
+    assert [line.get_label() for line in plot.get_lines()] == ["POD", "TAU"]
+    assert figures.png_bytes(figure)[:4] == b"\x89PNG"
