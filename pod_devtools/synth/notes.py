@@ -100,8 +100,8 @@ def site_notes(site: Site, drift: bool) -> list[Note]:
             "line_ends": "CRLF" if spec.crlf else "LF",
             "byte_order_mark": ["redcap_dictionary.csv"]
             + (["register.csv"] if spec.register_bom else []),
-            "note": "honos.csv quotes every value, some rater_role values hold a comma, quotes "
-            "or a line break; redcap_dictionary.csv is in the first export only",
+            "note": "honos.csv and acute_care.csv quote every value, some rater_role values hold "
+            "a comma, quotes or a line break; redcap_dictionary.csv is in the first export only",
         }
     )
     if drift:
