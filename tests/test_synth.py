@@ -602,7 +602,7 @@ def _violates(
     if reason == "invalid_format":
         return not STUDY_ID.match(value)
     if reason == "invalid_date":
-        return as_date(value, uk=file == "honos.csv") is None
+        return as_date(value, uk=file in ("honos.csv", "acute_care.csv")) is None
     if reason == "invalid_code":
         return value not in CODES[column]
     if reason == "invalid_nhs_number":
@@ -625,6 +625,8 @@ def _violates(
     if reason == "date_order":
         if file == "register.csv":
             return as_date(value) < as_date(record["consent_date"])
+        if file == "acute_care.csv":
+            return as_date(value, uk=True) < as_date(record["start_date"], uk=True)
         consent = as_date(register[record["study_id"]]["consent_date"])
         return as_date(value) < consent - dt.timedelta(days=90)
     if reason == "identifier_in_text":
@@ -667,6 +669,24 @@ def test_messy_lines_point_at_the_planted_rows(messy: Path) -> None:
         register = _registers(path.parent)
         table_rows = [dict(zip(header, r, strict=True)) for _, r in rows if len(r) == len(header)]
         assert _violates(e, record, register, table_rows), e
+
+
+def test_messy_plants_every_acute_care_defect(messy: Path) -> None:
+    """national-trial.md, 6: each defect of acute_care.csv, one row each (a duplicate: two rows)."""
+    entries = [e for e in _planted(messy)["quarantine"] if e["file"] == "acute_care.csv"]
+    reasons = Counter(e["reason"] for e in entries)
+    assert set(reasons) == {
+        "malformed_row",
+        "invalid_code",
+        "date_order",
+        "invalid_nhs_number",
+        "unlinked",
+        "duplicate_key",
+        "missing_value",
+        "invalid_date",
+    }
+    assert reasons["duplicate_key"] == 2 and {e["scope"] for e in entries} == {"row"}
+    assert {e["site"] for e in entries if e["reason"] == "unlinked"} == {"kmpt", "slam"}
 
 
 def test_messy_batch_and_file_faults(messy: Path) -> None:
