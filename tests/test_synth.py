@@ -723,6 +723,7 @@ def test_messy_expect_notes_describe_what_loads(messy: Path) -> None:
         "identifier_field",
         "extra_column",
         "honos_several_in_window",
+        "acute_care_open_episodes",
         "file_format",
     ):
         assert kinds[kind], kind
@@ -796,6 +797,10 @@ def test_sample_preset_has_the_documented_shape(sample: Path) -> None:
     assert not list((sample / "kmpt").glob("*/acute_care.csv"))
     slam_care = [table(b / "acute_care.csv") for b in sorted((sample / "slam").iterdir())]
     assert len(slam_care) == 2 and all(slam_care)
+    notes = {(n["kind"], n["site"]): n for n in _planted(sample)["expect"]}
+    assert ("no_data_cut", "kmpt") in notes and ("acute_care_open_episodes", "kmpt") not in notes
+    open_now = sum(r["end_date"] == "" for r in slam_care[-1])
+    assert notes[("acute_care_open_episodes", "slam")]["count"] == open_now > 0
 
 
 def test_committed_sample_is_what_the_preset_writes(sample: Path) -> None:
