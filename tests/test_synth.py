@@ -12,9 +12,14 @@ import re
 from collections import Counter, defaultdict
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from pod_devtools.synth import generate
+from pod_devtools.synth.acute_care import make_acute_care
+from pod_devtools.synth.config import trial_zone
+from pod_devtools.synth.nhs import valid_test_numbers
+from pod_devtools.synth.people import make_people
 from pod_pipeline.app.cli import main
 from pod_pipeline.ingest.batch_manifest import EXPORT_ID_PATTERN, SITE_PATTERN, check_batch
 from pod_pipeline.ingest.reasons import REASONS
@@ -65,6 +70,7 @@ MEETING_COLUMNS = [
     "peer_support_worker_present",
     *KEY_ELEMENTS,
 ]
+ACUTE_CARE_COLUMNS = ["episode_id", "nhs_number", "episode_type", "start_date", "end_date", "detained"]
 DICTIONARY_COLUMNS = [
     "Variable / Field Name",
     "Form Name",
@@ -93,12 +99,15 @@ CODES = {
     "redcap_repeat_instrument": {"", "carer_questionnaire"},
     "service_user_present": {"0", "1"},
     "peer_support_worker_present": {"0", "1"},
+    "episode_type": {"inpatient", "crisis_team"},
+    "detained": {"", "0", "1"},
     **{k: {"0", "1", "2"} for k in KEY_ELEMENTS},
 }
 KEYS = {
     "register.csv": ["study_id"],
     "honos.csv": ["assessment_id"],
     "network_meetings.csv": ["meeting_id"],
+    "acute_care.csv": ["episode_id"],
     "redcap_records.csv": [
         "record_id",
         "redcap_event_name",
@@ -210,6 +219,7 @@ def test_same_arguments_give_byte_identical_files(tmp_path: Path) -> None:
     generate(tmp_path / "b", seed=3, **args)
     generate(tmp_path / "c", seed=4, **args)
     assert digests(tmp_path / "a") == digests(tmp_path / "b")
+    assert any(name.endswith("/acute_care.csv") for name in digests(tmp_path / "a"))
     assert digests(tmp_path / "a") != digests(tmp_path / "c")
 
 
@@ -219,10 +229,13 @@ def test_clean_zone_is_sealed_batches_of_contract_files(clean: Path) -> None:
         assert SITE_PATTERN.match(batch.parent.name) and EXPORT_ID_PATTERN.match(batch.name)
         check = check_batch(batch)
         assert check.accepted, check.error
-        assert not check.unlisted and not check.unknown
+        assert not check.unlisted
+        # acute_care.csv is a contract file (national-trial.md, 3) whether ingestion knows it yet or not.
+        assert set(check.unknown) <= {"acute_care.csv"}
         first = batch == sorted(batch.parent.iterdir())[0]
-        expected = {"register.csv", "redcap_records.csv", "honos.csv", "network_meetings.csv"}
-        assert set(check.files) == expected | ({"redcap_dictionary.csv"} if first else set())
+        expected = {"register.csv", "redcap_records.csv", "honos.csv", "network_meetings.csv", "acute_care.csv"}
+        listed = set(check.files) | set(check.unknown)
+        assert listed == expected | ({"redcap_dictionary.csv"} if first else set())
 
 
 def test_clean_register_follows_the_contract(clean: Path) -> None:
@@ -375,6 +388,130 @@ def test_later_exports_are_cumulative_and_correct_earlier_values(clean: Path) ->
     assert changed["redcap_records.csv"] and changed["honos.csv"]
 
 
+def _export_date(batch: Path) -> dt.date:
+    return dt.date(int(batch.name[:4]), int(batch.name[4:6]), int(batch.name[6:8]))
+
+
+def _digits(nhs_number: str) -> str:
+    return nhs_number.replace(" ", "")
+
+
+def test_clean_acute_care_follows_the_contract(clean: Path) -> None:
+    """national-trial.md, 3: every episode links to a registered NHS number (so a participant without
+    one has none), starts before its export, ends on or after its start or is still open."""
+    seen: Counter = Counter()
+    for batch in sealed(clean):
+        numbers = {_digits(r["nhs_number"]) for r in _registers(batch).values() if r["nhs_number"]}
+        header, rows = records(batch / "acute_care.csv")
+        assert header == ACUTE_CARE_COLUMNS
+        care = [dict(zip(header, r, strict=True)) for _, r in rows]
+        assert len({r["episode_id"] for r in care}) == len(care) > 0
+        for r in care:
+            assert r["episode_id"] and nhs_valid(r["nhs_number"]) and _digits(r["nhs_number"]) in numbers
+            assert r["episode_type"] in CODES["episode_type"] and r["detained"] in CODES["detained"]
+            start = as_date(r["start_date"], uk=True)
+            assert start < _export_date(batch)
+            if r["end_date"]:
+                assert start <= as_date(r["end_date"], uk=True) < _export_date(batch)
+            seen["DD/MM/YYYY" if "/" in r["start_date"] else "YYYY-MM-DD"] += 1
+            seen["closed" if r["end_date"] else "open"] += 1
+            seen[r["episode_type"]] += 1
+            seen[f"detained {r['detained']!r}"] += 1
+    expected = ("DD/MM/YYYY", "YYYY-MM-DD", "open", "closed", "inpatient", "crisis_team")
+    assert all(seen[k] for k in expected + ("detained '0'", "detained '1'", "detained ''")), seen
+
+
+def test_acute_care_is_cumulative_and_closes_open_episodes(clean: Path) -> None:
+    """Each export holds every episode started before it; one open in an export (no end_date) is
+    closed, under the same episode_id, in a later one, and nothing else about it changes."""
+    closed_later = 0
+    for site in sorted(clean.iterdir()):
+        exports = sorted(site.iterdir())
+        for earlier, later in zip(exports, exports[1:], strict=False):
+            old = {r["episode_id"]: r for r in table(earlier / "acute_care.csv")}
+            new = {r["episode_id"]: r for r in table(later / "acute_care.csv")}
+            assert set(old) <= set(new)
+            known = {_digits(r["nhs_number"]) for r in _registers(earlier).values()}
+            for key in set(new) - set(old):
+                # New: started since, or about someone the earlier register did not hold yet.
+                r = new[key]
+                assert as_date(r["start_date"], uk=True) >= _export_date(earlier) or (
+                    _digits(r["nhs_number"]) not in known
+                )
+            for key, r in old.items():
+                same = ("episode_type", "start_date")
+                assert [r[c] for c in same] == [new[key][c] for c in same]
+                assert _digits(r["nhs_number"]) == _digits(new[key]["nhs_number"])
+                if r["end_date"]:
+                    assert r["end_date"] == new[key]["end_date"]
+                elif new[key]["end_date"]:
+                    closed_later += 1
+                    assert as_date(new[key]["end_date"], uk=True) >= _export_date(earlier)
+    assert closed_later
+
+
+def _relapse(root: Path, by_day: int) -> tuple[dict[str, float], float]:
+    """Kaplan-Meier probability of relapse by `by_day` per arm, and the share of participants with an
+    index spell, computed from the last export by national-trial.md, 4 (written out here)."""
+    batch = sealed(root)[-1]
+    cut = _export_date(batch)
+    episodes = defaultdict(list)
+    for r in table(batch / "acute_care.csv"):
+        end = as_date(r["end_date"], uk=True) if r["end_date"] else cut
+        episodes[_digits(r["nhs_number"])].append((as_date(r["start_date"], uk=True), end))
+    times, indexed, followed = defaultdict(list), 0, 0
+    for p in table(batch / "register.csv"):
+        if not p["nhs_number"] or p["withdrawal_type"] == "all_data":
+            continue
+        consent = as_date(p["consent_date"])
+        end = min(consent + dt.timedelta(days=730), cut)
+        if p["withdrawal_type"] in ("follow_up", "died"):
+            end = min(end, as_date(p["withdrawal_date"]))
+        spells: list[list[dt.date]] = []
+        for start, stop in sorted(episodes[_digits(p["nhs_number"])]):
+            if spells and start <= spells[-1][1] + dt.timedelta(days=7):
+                spells[-1][1] = max(spells[-1][1], stop)
+            else:
+                spells.append([start, stop])
+        index = next((s for s in spells if s[0] <= consent <= s[1]), None) or next(
+            (s for s in reversed(spells) if consent - dt.timedelta(days=30) <= s[1] < consent), None
+        )
+        relapse = next((s[0] for s in spells if s is not index and s[0] > consent), None)
+        event = relapse is not None and relapse <= end
+        times[p["arm"]].append((((relapse if event else end) - consent).days, event))
+        indexed, followed = indexed + (index is not None), followed + 1
+    relapsed = {}
+    for arm, rows in times.items():
+        survival, at_risk = 1.0, len(rows)
+        for t, event in sorted(rows, key=lambda r: (r[0], not r[1])):
+            if t > by_day:
+                break
+            survival *= 1 - event / at_risk
+            at_risk -= 1
+        relapsed[arm] = 1 - survival
+    return relapsed, indexed / followed
+
+
+def test_relapse_is_more_common_under_tau(tmp_path: Path) -> None:
+    """Two-year relapse ~35% TAU, ~25% POD: by one year 1 - sqrt(0.65) = 19% and 1 - sqrt(0.75) = 13%,
+    a little less as relapse waits for the index crisis to end; most came in through a crisis."""
+    generate(tmp_path, sites=1, participants_per_site=3000, seed=7, batches=1, messy=False, preset=None)
+    relapsed, indexed = _relapse(tmp_path, 365)
+    assert 0.14 < relapsed["TAU"] < 0.24 and 0.08 < relapsed["POD"] < 0.17, relapsed
+    assert relapsed["TAU"] - relapsed["POD"] > 0.03, relapsed
+    assert 0.5 < indexed < 0.8
+
+
+def test_no_nhs_number_no_episode() -> None:
+    """The EPR links by NHS number: a participant the register holds none for has no episode."""
+    spec = trial_zone(1, 400, 2)[0]
+    rng = np.random.default_rng(1)
+    people = make_people(spec, rng, valid_test_numbers()[:400])
+    care = make_acute_care(people, rng)
+    assert (people.nhs == 0).any() and len(care.person)
+    assert (people.nhs[care.person] > 0).all()
+
+
 def test_files_vary_in_bom_and_line_ends_yet_parse(clean: Path) -> None:
     ends = defaultdict(set)
     boms = set()
@@ -467,7 +604,7 @@ def _violates(
     if reason == "invalid_format":
         return not STUDY_ID.match(value)
     if reason == "invalid_date":
-        return as_date(value, uk=file == "honos.csv") is None
+        return as_date(value, uk=file in ("honos.csv", "acute_care.csv")) is None
     if reason == "invalid_code":
         return value not in CODES[column]
     if reason == "invalid_nhs_number":
@@ -491,6 +628,8 @@ def _violates(
     if reason == "date_order":
         if file == "register.csv":
             return as_date(value) < as_date(record["consent_date"])
+        if file == "acute_care.csv":
+            return as_date(value, uk=True) < as_date(record["start_date"], uk=True)
         consent = as_date(register[record["study_id"]]["consent_date"])
         return as_date(value) < consent - dt.timedelta(days=90)
     if reason == "identifier_in_text":
@@ -535,6 +674,24 @@ def test_messy_lines_point_at_the_planted_rows(messy: Path) -> None:
         assert _violates(e, record, register, table_rows), e
 
 
+def test_messy_plants_every_acute_care_defect(messy: Path) -> None:
+    """national-trial.md, 6: each defect of acute_care.csv, one row each (a duplicate: two rows)."""
+    entries = [e for e in _planted(messy)["quarantine"] if e["file"] == "acute_care.csv"]
+    reasons = Counter(e["reason"] for e in entries)
+    assert set(reasons) == {
+        "malformed_row",
+        "invalid_code",
+        "date_order",
+        "invalid_nhs_number",
+        "unlinked",
+        "duplicate_key",
+        "missing_value",
+        "invalid_date",
+    }
+    assert reasons["duplicate_key"] == 2 and {e["scope"] for e in entries} == {"row"}
+    assert {e["site"] for e in entries if e["reason"] == "unlinked"} == {"kmpt", "slam"}
+
+
 def test_messy_batch_and_file_faults(messy: Path) -> None:
     planted = _planted(messy)["quarantine"]
     for e in planted:
@@ -569,6 +726,7 @@ def test_messy_expect_notes_describe_what_loads(messy: Path) -> None:
         "identifier_field",
         "extra_column",
         "honos_several_in_window",
+        "acute_care_open_episodes",
         "file_format",
     ):
         assert kinds[kind], kind
@@ -638,6 +796,14 @@ def test_sample_preset_has_the_documented_shape(sample: Path) -> None:
     )
     assert 0.7 <= month_6 / 50 <= 0.88
     assert 3 <= len(_planted(sample)["quarantine"]) <= 6
+    # slam follows the national trial and delivers acute_care.csv; kmpt never does (no data cut).
+    assert not list((sample / "kmpt").glob("*/acute_care.csv"))
+    slam_care = [table(b / "acute_care.csv") for b in sorted((sample / "slam").iterdir())]
+    assert len(slam_care) == 2 and all(slam_care)
+    notes = {(n["kind"], n["site"]): n for n in _planted(sample)["expect"]}
+    assert ("no_data_cut", "kmpt") in notes and ("acute_care_open_episodes", "kmpt") not in notes
+    open_now = sum(r["end_date"] == "" for r in slam_care[-1])
+    assert notes[("acute_care_open_episodes", "slam")]["count"] == open_now > 0
 
 
 def test_committed_sample_is_what_the_preset_writes(sample: Path) -> None:

@@ -59,8 +59,10 @@ def generate(
         # while the zone needs fewer than the test range holds.
         numbers = pool[order[(offset + np.arange(spec.participants + SPARE_NHS)) % len(pool)]]
         offset += len(numbers)
-        streams = [np.random.default_rng(s) for s in site_streams[index].spawn(6)]
-        site = make_site(spec, streams[:4], numbers[: spec.participants])
+        # Streams 0-3 and 6 draw the site's truth (6, added last, the acute-care episodes, so the
+        # other files of a seed stay as they were), 4 and 5 its corrections and defects.
+        streams = [np.random.default_rng(s) for s in site_streams[index].spawn(7)]
+        site = make_site(spec, [*streams[:4], streams[6]], numbers[: spec.participants])
         plan = plan_for(spec.code, index, len(specs), messy, preset)
         first_messy = messy and index == 0
         outcome = write_site(

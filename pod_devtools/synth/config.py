@@ -38,6 +38,7 @@ class SiteSpec:
     crlf: bool = False
     register_bom: bool = False
     access_group: bool = True
+    delivers_acute_care: bool = True  # the EPR's acute_care.csv, in every export of the site
 
     @property
     def prefix(self) -> str:
@@ -92,7 +93,8 @@ def trial_zone(sites: int, participants: int, batches: int) -> tuple[SiteSpec, .
 
 
 def sample_zone() -> tuple[SiteSpec, ...]:
-    """The bundled demo: kmpt's original all-POD study and slam, a national-trial site."""
+    """The bundled demo: kmpt's original all-POD study (no acute_care.csv, so no data cut) and slam,
+    a national-trial site."""
     return (
         SiteSpec(
             "kmpt",
@@ -104,6 +106,7 @@ def sample_zone() -> tuple[SiteSpec, ...]:
             forced_withdrawals=("follow_up", "died"),
             register_bom=True,
             access_group=False,
+            delivers_acute_care=False,
         ),
         SiteSpec(
             "slam",

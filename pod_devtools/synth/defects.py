@@ -1,13 +1,13 @@
 """Row defects, each a unit with exactly one problem and no knock-on quarantine.
 
-Register defects sit on extra participants who have no other data; HoNOS and meeting defects are
-copies of real rows under a new key, so every other record of the file still loads.
+Register defects sit on extra participants who have no other data; HoNOS, meeting and acute-care
+defects are copies of real rows under a new key, so every other record of the file still loads.
 """
 
 import numpy as np
 
 from pod_devtools.synth.nhs import broken_check_digit, format_numbers
-from pod_devtools.synth.plant import HONOS, REDCAP, REGISTER, Batch, Overrides, malformed
+from pod_devtools.synth.plant import ACUTE_CARE, HONOS, MEETINGS, REDCAP, REGISTER, Batch, Overrides, malformed
 from pod_devtools.synth.redcap_defects import plant_redcap
 
 
@@ -19,6 +19,11 @@ def _uk(iso: str) -> str:
 def _shift(iso: str, days: int) -> str:
     """An ISO date some days later (or earlier)."""
     return str(np.datetime64(iso, "D") + days)
+
+
+def _iso(written: str) -> str:
+    """A date the EPR wrote as YYYY-MM-DD or DD/MM/YYYY, as YYYY-MM-DD."""
+    return f"{written[6:]}-{written[3:5]}-{written[:2]}" if "/" in written else written
 
 
 # kind -> (reason, column, changes to a valid row). Every change breaks exactly one rule.
@@ -139,6 +144,34 @@ MEETING_DEFECTS: dict[str, tuple[str, str, Overrides]] = {
 }
 
 
+ACUTE_CARE_DEFECTS: dict[str, tuple[str, str, Overrides]] = {
+    "day_hospital": ("invalid_code", "episode_type", lambda b, r: {"episode_type": "day_hospital"}),
+    "end_before_start": (
+        "date_order",
+        "end_date",
+        lambda b, r: {"end_date": _shift(_iso(r["start_date"]), -3)},
+    ),
+    "bad_nhs_number": (
+        "invalid_nhs_number",
+        "nhs_number",
+        lambda b, r: {"nhs_number": str(broken_check_digit(int(b.spare_nhs[3])))},
+    ),
+    "unlinked": (
+        "unlinked",
+        "nhs_number",
+        lambda b, r: {"nhs_number": str(format_numbers(b.spare_nhs[4:5], np.array([False]))[0])},
+    ),
+    "empty_start_date": ("missing_value", "start_date", lambda b, r: {"start_date": ""}),
+    "april_31": ("invalid_date", "start_date", lambda b, r: {"start_date": "31/04/2026"}),
+}
+# The key that a copy of a real row is given anew, and the row defects, of each copied file.
+COPIED: dict[str, tuple[str, dict[str, tuple[str, str, Overrides]]]] = {
+    HONOS: ("assessment_id", HONOS_DEFECTS),
+    MEETINGS: ("meeting_id", MEETING_DEFECTS),
+    ACUTE_CARE: ("episode_id", ACUTE_CARE_DEFECTS),
+}
+
+
 def _consent_of(b: Batch, study_id: str) -> str:
     """A participant's consent date."""
     return str(b.people.consent[np.flatnonzero(b.people.study_id == study_id)[0]])
@@ -178,10 +211,8 @@ def _new_participant(b: Batch) -> dict[str, str]:
 
 
 def plant_copies(b: Batch, file: str, kinds: list[str]) -> None:
-    """HoNOS or meeting defects on copies of real rows given a new key."""
-    key, defects = (
-        ("assessment_id", HONOS_DEFECTS) if file == HONOS else ("meeting_id", MEETING_DEFECTS)
-    )
+    """HoNOS, meeting or acute-care defects on copies of real rows given a new key."""
+    key, defects = COPIED[file]
     rows = np.ones(b.files[file].table.num_rows, bool)
     for number, kind in enumerate(kinds, start=1):
         if kind == "duplicate_key":

@@ -62,7 +62,8 @@ def batch_notes(site: Site, k: int, piece: Cut) -> list[Note]:
 
 
 def site_notes(site: Site, drift: bool) -> list[Note]:
-    """Withdrawals, out-of-window visits, missing-data codes, HoNOS 9s and ties, file formats."""
+    """Withdrawals, out-of-window visits, missing-data codes, HoNOS 9s and ties, open acute-care
+    episodes (or no data cut), file formats."""
     spec, people = site.spec, site.people
     final = day(spec.exports[-1])
     notes = _withdrawal_notes(site)
@@ -93,6 +94,7 @@ def site_notes(site: Site, drift: bool) -> list[Note]:
         }
     )
     notes.append(_honos_windows(site, shown))
+    notes.append(_acute_care(site, final))
     notes.append(
         {
             "kind": "file_format",
@@ -100,8 +102,9 @@ def site_notes(site: Site, drift: bool) -> list[Note]:
             "line_ends": "CRLF" if spec.crlf else "LF",
             "byte_order_mark": ["redcap_dictionary.csv"]
             + (["register.csv"] if spec.register_bom else []),
-            "note": "honos.csv quotes every value, some rater_role values hold a comma, quotes "
-            "or a line break; redcap_dictionary.csv is in the first export only",
+            "note": ("honos.csv and acute_care.csv quote" if spec.delivers_acute_care else "honos.csv quotes")
+            + " every value, some rater_role values hold a comma, quotes or a line break; "
+            "redcap_dictionary.csv is in the first export only",
         }
     )
     if drift:
@@ -137,6 +140,27 @@ def site_notes(site: Site, drift: bool) -> list[Note]:
             },
         ]
     return notes
+
+
+def _acute_care(site: Site, final: np.datetime64) -> Note:
+    """Episodes still open at the last export, or a site without a data cut (no acute_care.csv)."""
+    spec, care = site.spec, site.acute_care
+    if not spec.delivers_acute_care:
+        return {
+            "kind": "no_data_cut",
+            "site": spec.code,
+            "file": "acute_care.csv",
+            "note": "never delivered: no data cut, participants not followed in the EPR (no time to relapse)",
+        }
+    shown = (care.start < final) & (site.people.consent[care.person] < final)
+    return {
+        "kind": "acute_care_open_episodes",
+        "site": spec.code,
+        "export_id": spec.export_ids[-1],
+        "file": "acute_care.csv",
+        "count": int((shown & (care.end >= final)).sum()),
+        "note": "no end_date: still open, the episode ends at the site's data cut",
+    }
 
 
 def _withdrawal_notes(site: Site) -> list[Note]:

@@ -1,13 +1,13 @@
 """Which defects go where: every kind in a messy zone, a handful in the bundled sample."""
 
-from pod_devtools.synth.defects import HONOS_DEFECTS, MEETING_DEFECTS, REGISTER_DEFECTS
-from pod_devtools.synth.plant import HONOS, MEETINGS, REDCAP, REGISTER
+from pod_devtools.synth.defects import ACUTE_CARE_DEFECTS, HONOS_DEFECTS, MEETING_DEFECTS, REGISTER_DEFECTS
+from pod_devtools.synth.plant import ACUTE_CARE, HONOS, MEETINGS, REDCAP, REGISTER
 from pod_devtools.synth.redcap_defects import REDCAP_ROW_DEFECTS, REDCAP_VALUE_DEFECTS
 from pod_devtools.synth.zone import Plan
 
 FIRST, LAST = 0, -1
 # The first site carries every kind: register and meeting rows in its first export (gone from
-# later ones, as a site fixes them), REDCap and HoNOS rows in its last.
+# later ones, as a site fixes them), REDCap, HoNOS and acute-care rows in its last.
 MESSY_FIRST_SITE: Plan = {
     FIRST: {
         REGISTER: ["malformed_row", "duplicate_key", *REGISTER_DEFECTS],
@@ -22,11 +22,17 @@ MESSY_FIRST_SITE: Plan = {
             *REDCAP_VALUE_DEFECTS,
         ],
         HONOS: ["malformed_row", "duplicate_key", *HONOS_DEFECTS],
+        ACUTE_CARE: ["malformed_row", "duplicate_key", *ACUTE_CARE_DEFECTS],
     },
 }
 # A few more at the last site (CRLF line ends), so line numbers are checked there too.
 MESSY_LAST_SITE: Plan = {
-    LAST: {REDCAP: ["carer_relationship_7"], HONOS: ["unlinked"], MEETINGS: ["duplicate_key"]},
+    LAST: {
+        REDCAP: ["carer_relationship_7"],
+        HONOS: ["unlinked"],
+        MEETINGS: ["duplicate_key"],
+        ACUTE_CARE: ["unlinked"],
+    },
 }
 SAMPLE: dict[str, Plan] = {
     "kmpt": {LAST: {REDCAP: ["wsas_9"], HONOS: ["unlinked"]}},

@@ -9,11 +9,12 @@ from pod_devtools.synth.config import SiteSpec
 from pod_devtools.synth.people import People, study_ids
 from pod_devtools.synth.writer import Anchor, CsvFile, row_values, with_value
 
-REGISTER, REDCAP, HONOS, MEETINGS = (
+REGISTER, REDCAP, HONOS, MEETINGS, ACUTE_CARE = (
     "register.csv",
     "redcap_records.csv",
     "honos.csv",
     "network_meetings.csv",
+    "acute_care.csv",
 )
 
 

@@ -4,6 +4,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pod_devtools.synth.acute_care import AcuteCare, acute_care_table, make_acute_care
 from pod_devtools.synth.config import SiteSpec
 from pod_devtools.synth.epr import ITEM_8, Honos, honos_table, make_honos
 from pod_devtools.synth.meetings import Meetings, make_meetings, meetings_table
@@ -24,6 +25,7 @@ class Site:
     redcap: Redcap
     honos: Honos
     meetings: Meetings
+    acute_care: AcuteCare
 
 
 @dataclass
@@ -45,6 +47,7 @@ def make_site(spec: SiteSpec, streams: list[np.random.Generator], nhs_numbers: n
         make_redcap(people, streams[1]),
         make_honos(people, streams[2]),
         make_meetings(people, spec.prefix, streams[3]),
+        make_acute_care(people, streams[4]),
     )
 
 
@@ -52,7 +55,8 @@ def cut(
     site: Site, k: int, rng: np.random.Generator, dictionary: list[dict[str, str]] | None
 ) -> Cut:
     """Export k: everything collected before its day; an earlier export carries a few values that
-    the next one corrects (REDCap items, HoNOS ratings re-exported under the same assessment_id)."""
+    the next one corrects (REDCap items, HoNOS ratings re-exported under the same assessment_id;
+    acute-care episodes open at one export and closed, under the same episode_id, at a later one)."""
     spec, people = site.spec, site.people
     export_day = day(spec.exports[k])
     register, register_rows = register_table(people, export_day)
@@ -89,6 +93,11 @@ def cut(
         "honos.csv": site.honos.person[ho_rows],
         "network_meetings.csv": site.meetings.person[mt_rows],
     }
+    if spec.delivers_acute_care:
+        care = site.acute_care
+        ac_rows = np.flatnonzero((care.start < export_day) & consented[care.person])
+        files["acute_care.csv"] = CsvFile(acute_care_table(care, ac_rows, export_day), quote_all=True)
+        persons["acute_care.csv"] = care.person[ac_rows]
     return Cut(files, persons, rc_rows, corrections)
 
 
