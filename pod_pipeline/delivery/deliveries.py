@@ -29,8 +29,8 @@ from pod_pipeline.ingest.ledger import GENESIS
 from pod_pipeline.settings import Settings
 from pod_pipeline.sql import lit
 
-# What the national trial receives: the participant-level marts and the two CONSORT/completeness
-# tables. Site-facing operational marts (quarantine, missing_assessments) stay with the team.
+# What the national trial receives: the participant-level marts (time to relapse among them) and the
+# two CONSORT/completeness tables. Site-facing operational marts (quarantine, missing_assessments) stay with the team.
 DELIVERABLE = (
     "participants",
     "participant_timepoints",
@@ -41,6 +41,7 @@ DELIVERABLE = (
     "cost_effectiveness",
     "completeness",
     "participant_flow",
+    "time_to_relapse",
 )
 DICTIONARY = "data_dictionary.csv"
 TRIAL_TIMEZONE = ZoneInfo("Europe/London")

@@ -75,6 +75,9 @@ class FileSpec:
     cross_rules: Callable[[str], list[Rule]] | None = None  # site -> rules judged every run against `reg`
     link: str | None = None  # SQL joining a history row `h` to the current reference register `reg`
     reads: tuple[str, ...] = ()  # other files this file's raw rows are built with (loaded first)
+    # The history column naming whose row it is (export drift counts participants by it); files
+    # linked by NHS number name the person by the number's keyed pseudonym.
+    participant: str | None = None
     derived: tuple[Derived, ...] = ()
     # The raw table's columns (before lineage); None: the required columns but identifiers, verbatim.
     columns: Callable[[], tuple[Column, ...]] | None = None
@@ -298,31 +301,33 @@ SPECS: dict[str, FileSpec] = {
         FileSpec("register.csv", "register",
                  ("study_id", "nhs_number", "date_of_birth", "gender", "ethnic_category", "arm",
                   "cluster_id", "consent_date", "withdrawal_date", "withdrawal_type"),
-                 ("study_id",), ("nhs_number", "date_of_birth"), _register_rules,
+                 ("study_id",), ("nhs_number", "date_of_birth"), _register_rules, participant="study_id",
                  derived=(PSEUDONYM, AGE_AT_CONSENT), columns=_register_columns),
         FileSpec("redcap_dictionary.csv", "redcap_dictionary", DICTIONARY_COLUMNS,
                  ("Variable / Field Name",), (), _dictionary_rules),
         FileSpec("redcap_records.csv", "redcap_records", REDCAP_PLUMBING,
                  ("record_id", "redcap_event_name", "redcap_repeat_instrument", "redcap_repeat_instance"),
                  (), _redcap_rules, _redcap_cross_rules, link="reg.ref_study_id = h.record_id",
-                 reads=("register.csv", "redcap_dictionary.csv"),
+                 reads=("register.csv", "redcap_dictionary.csv"), participant="record_id",
                  columns=_redcap_columns),
         FileSpec("honos.csv", "honos",
                  ("assessment_id", "nhs_number", "assessment_date", "rater_role", *HONOS_ITEMS,
                   "honos_08_problem_type"),
                  ("assessment_id",), ("nhs_number",), _honos_rules, _linked_by_nhs_number,
                  link="reg.ref_pseudonym = h._pseudonym", reads=("register.csv",), derived=(PSEUDONYM,),
+                 participant="_pseudonym",
                  columns=_honos_columns),
         FileSpec("network_meetings.csv", "network_meetings",
                  ("meeting_id", "study_id", "meeting_date", "duration_minutes", "service_user_present",
                   "family_members_present", "other_network_members_present", "clinicians_present",
                   "peer_support_worker_present", *KEY_ELEMENTS),
                  ("meeting_id",), (), _meeting_rules, _meeting_cross_rules,
-                 link="reg.ref_study_id = h.study_id", reads=("register.csv",)),
+                 link="reg.ref_study_id = h.study_id", reads=("register.csv",), participant="study_id"),
         FileSpec("acute_care.csv", "acute_care",
                  ("episode_id", "nhs_number", "episode_type", "start_date", "end_date", "detained"),
                  ("episode_id",), ("nhs_number",), _acute_care_rules, _linked_by_nhs_number,
                  link="reg.ref_pseudonym = h._pseudonym", reads=("register.csv",), derived=(PSEUDONYM,),
+                 participant="_pseudonym",
                  columns=_acute_care_columns),
     )
 }

@@ -21,7 +21,7 @@ from pod_pipeline.transform.assets import pod_dbt_models
 
 POOL = "duckdb_writer"
 SCORE_MARTS = ("participant_timepoints", "outcome_scores", "carer_timepoints")
-DRIFT_FILES = ("register.csv", "redcap_records.csv", "honos.csv", "network_meetings.csv")
+DRIFT_FILES = ("register.csv", "redcap_records.csv", "honos.csv", "network_meetings.csv", "acute_care.csv")
 # Every mart dbt builds. The Python marts (outcome_summary, cost_effectiveness_summary and
 # _acceptability) are arm-level aggregates of these: what they could leak, these would hold.
 DBT_MARTS = tuple(sorted(spec.key.path[-1] for spec in pod_dbt_models.specs

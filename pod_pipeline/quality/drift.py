@@ -12,9 +12,6 @@ import pandas as pd
 from pod_pipeline.ingest.specs import SPECS
 from pod_pipeline.sql import table_exists
 
-# The participant each file's rows belong to (honos: the keyed pseudonym of its NHS number).
-PARTICIPANT_COLUMN = {"register": "study_id", "redcap_records": "record_id",
-                      "honos": "_pseudonym", "network_meetings": "study_id"}
 COLUMNS = ("site", "previous_export", "current_export", "records_previous", "records_current",
            "records_dropped", "records_changed", "participants_previous",
            "participants_current", "participants_dropped", "share_records_dropped",
@@ -27,7 +24,7 @@ def drift(con: duckdb.DuckDBPyConnection, file: str) -> pd.DataFrame:
     if not table_exists(con, "restricted", f"{spec.table}_history"):
         return pd.DataFrame(columns=list(COLUMNS))
     key = "concat_ws(chr(31), " + ", ".join(f"coalesce(h.\"{c}\", '')" for c in spec.key) + ")"
-    participant = f'h."{PARTICIPANT_COLUMN[spec.table]}"'
+    participant = f'h."{spec.participant}"'
     return con.execute(f"""
         with exports as (
             select site, export_id,

@@ -32,6 +32,7 @@ limits as (
         participants.site,
         participants.arm,
         participants.cluster_id,
+        participants.protocol,
         participants.consent_date,
         data_cuts.data_cut_date,
         coalesce(participants.has_nhs_number, false)
@@ -77,6 +78,7 @@ select
     limits.site,
     limits.arm,
     limits.cluster_id,
+    limits.protocol,
     limits.consent_date,
     limits.is_followed_in_epr,
     limits.data_cut_date,

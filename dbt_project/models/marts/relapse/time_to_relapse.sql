@@ -83,9 +83,7 @@ select
     outcomes.site,
     outcomes.arm,
     outcomes.cluster_id,
-    -- Every site follows the pod_evaluation protocol until the site_protocols seed (national-trial
-    -- contract section 1) is in the project; then this column reads the participant's protocol.
-    'pod_evaluation' as protocol,
+    outcomes.protocol,
     outcomes.is_followed_in_epr,
     outcomes.consent_date,
     case
