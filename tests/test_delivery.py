@@ -61,6 +61,7 @@ def seed_warehouse(settings: Settings, landing_dir: Path) -> dict[str, str]:
             "carer_timepoints",
             "network_meetings",
             "service_use_costs",
+            "time_to_relapse",
         ):
             con.execute(
                 f"create table marts.{table} as select participant_id, 'baseline' as timepoint, "
