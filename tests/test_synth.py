@@ -385,6 +385,21 @@ def test_redcap_follows_each_sites_protocol(clean: Path) -> None:
             assert not any(i in (*NEW_INSTRUMENTS, "zbi12") for i, _ in answered)
 
 
+def test_honos_follows_each_sites_protocol(clean: Path) -> None:
+    """HoNOS near month 12 where the protocol expects it (national_trial), never at pod_evaluation
+    (whose latest ratings are the few outside the month-6 window, before day 331)."""
+    for site in ("kmpt", "slam"):
+        last = [b for b in sealed(clean) if b.parent.name == site][-1]
+        consent = {_digits(r["nhs_number"]): as_date(r["consent_date"]) for r in table(last / "register.csv")}
+        days = [
+            (as_date(r["assessment_date"], uk=True) - consent[_digits(r["nhs_number"])]).days
+            for r in table(last / "honos.csv")
+            if _digits(r["nhs_number"]) in consent
+        ]
+        near_month_12 = sum(340 <= d <= 456 for d in days)
+        assert days and (near_month_12 > 0) == (site_protocol(site, {}) == "national_trial"), site
+
+
 def test_clean_honos_and_meetings_follow_the_contract(clean: Path) -> None:
     roles, date_forms = Counter(), Counter()
     for batch in sealed(clean):

@@ -42,11 +42,12 @@ class Cut:
 def make_site(spec: SiteSpec, streams: list[np.random.Generator], nhs_numbers: np.ndarray) -> Site:
     """Draw a site's participants and everything collected about them, one stream each."""
     people = make_people(spec, streams[0], nhs_numbers)
+    protocol = seeds.site_protocol(spec.code, {})
     return Site(
         spec,
         people,
-        make_redcap(people, streams[1], seeds.site_protocol(spec.code, {})),
-        make_honos(people, streams[2]),
+        make_redcap(people, streams[1], protocol),
+        make_honos(people, streams[2], protocol),
         make_meetings(people, spec.prefix, streams[3]),
         make_acute_care(people, streams[4]),
     )
