@@ -76,7 +76,7 @@ def make_honos(people: People, rng: np.random.Generator, protocol: str = "pod_ev
         w = windows[timepoints()[t]]
         target, first, last = int(w["target_day"]), int(w["window_start_day"]), int(w["window_end_day"])
         days.append(np.clip(target + np.rint(rng.normal(0, 14, m)), first + 1, last - 1).astype(int))
-        taken.append(rng.random(m) < 0.7)
+        taken.append(rng.random(m) < 0.75)  # as at month 6
     person = np.concatenate([linked[t] for t in taken])
     day = np.concatenate([d[t] for d, t in zip(days, taken, strict=True)])
     date = people.consent[person] + day

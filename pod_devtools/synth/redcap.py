@@ -102,7 +102,7 @@ def records_table(
     # [arm, timepoint] -> position in events; arm 0 POD, 1 TAU; timepoints as Redcap.event counts.
     event_index = np.array(
         [
-            [events.index(event_names().get((t, arm), events[0])) for t in timepoints()]
+            [events.index(event_names()[(t, arm)]) for t in timepoints()]
             for arm in ("POD", "TAU")
         ]
     )
