@@ -884,3 +884,17 @@ def test_cli_writes_a_zone_and_refuses_a_non_empty_folder(
     assert "1 site (kmpt)" in printed and "redcap_records.csv" in printed
     with pytest.raises(FileExistsError):
         main(["synth", str(out)])
+
+
+def test_invalid_event_plant_is_outside_the_sites_protocol() -> None:
+    """month_12 is a valid event at a national_trial site: the planted invalid event must not be."""
+    from types import SimpleNamespace
+
+    from pod_devtools.synth.redcap_defects import _unscheduled_event
+
+    for site in ("kmpt", "slam"):
+        batch = SimpleNamespace(spec=SimpleNamespace(code=site))
+        for event in ("baseline_arm_1", "month_3_arm_2"):
+            planted = _unscheduled_event(batch, {"redcap_event_name": event})  # type: ignore[arg-type]
+            assert planted not in protocol_events(site_protocol(site, {})), (site, planted)
+            assert planted.endswith(event[-6:])
