@@ -129,6 +129,21 @@ WINDOWS = {
     row["timepoint"]: (int(row["window_start_day"]), int(row["window_end_day"]))
     for row in _seed("visit_windows.csv")
 }
+EXPECTED = {
+    (row["protocol"], row["timepoint"], row["instrument"])
+    for row in _seed("expected_instruments.csv")
+    if row["is_expected"] == "true"
+}
+# Carer instruments by protocol: national-trial contract section 1 (CWS everywhere, ZBI-12 in the trial).
+CARER_FORMS = {"pod_evaluation": {"carer_questionnaire"}, "national_trial": {"carer_questionnaire", "zbi12"}}
+NEW_INSTRUMENTS = ("qpr", "sdmq9", "sps", "lsns6")
+
+
+def applies(protocol: str, timepoint: str, instrument: str, carer: bool) -> bool:
+    """Whether a REDCap row of this protocol, timepoint and kind carries the instrument's fields."""
+    if carer:
+        return instrument in CARER_FORMS[protocol]
+    return instrument == "visit" or (protocol, timepoint, instrument) in EXPECTED
 
 
 def nhs_valid(value: str) -> bool:
@@ -289,6 +304,7 @@ def test_clean_redcap_follows_the_contract(clean: Path) -> None:
     in_window = out_of_window = 0
     for batch in sealed(clean):
         register = _registers(batch)
+        protocol = site_protocol(batch.parent.name, {})
         header, rows = records(batch / "redcap_records.csv")
         assert header == PLUMBING + list(ITEMS)
         keys = Counter(tuple(r[:4]) for _, r in rows)
@@ -306,11 +322,9 @@ def test_clean_redcap_follows_the_contract(clean: Path) -> None:
             timepoint = EVENT_TIMEPOINT[r["redcap_event_name"]]
             for name, item in ITEMS.items():
                 value = r[name]
-                applies = (item["instrument"] == "carer_questionnaire") == carer and not (
-                    item["instrument"] == "csq8" and timepoint == "baseline"
-                )
-                if not applies or value == "" or value in MISSING_CODES:
-                    assert applies or value == "", (name, value)
+                expected = applies(protocol, timepoint, item["instrument"], carer)
+                if not expected or value == "" or value in MISSING_CODES:
+                    assert expected or value == "", (name, value)
                     continue
                 if item["value_type"] == "integer":
                     low, high = int(item["min_value"]), item["max_value"]
@@ -333,6 +347,57 @@ def test_clean_redcap_follows_the_contract(clean: Path) -> None:
             in_window, out_of_window = in_window + inside, out_of_window + (not inside)
         assert all(sorted(v) == list(range(1, len(v) + 1)) for v in instances.values())
     assert out_of_window > 0 and in_window > 0.9 * (in_window + out_of_window)
+
+
+def test_redcap_follows_each_sites_protocol(clean: Path) -> None:
+    """national_trial (slam): month_12 visits once due, the trial's instruments answered in range
+    at their expected timepoints only, ZBI-12 in carer rows; pod_evaluation (kmpt): none of them."""
+    for site in ("kmpt", "slam"):
+        protocol = site_protocol(site, {})
+        last = [b for b in sealed(clean) if b.parent.name == site][-1]
+        export = _export_date(last)
+        header, rows = records(last / "redcap_records.csv")
+        answered: Counter[tuple[str, str]] = Counter()
+        events = Counter()
+        for _, values in rows:
+            r = dict(zip(header, values, strict=True))
+            carer = r["redcap_repeat_instrument"] == "carer_questionnaire"
+            timepoint = EVENT_TIMEPOINT[r["redcap_event_name"]]
+            assert r["redcap_event_name"] in protocol_events(protocol)
+            if not carer:
+                events[timepoint] += 1
+                assert as_date(r["visit_date"]) < export
+            for name, item in ITEMS.items():
+                if item["role"] == "item" and r[name] not in ("", *MISSING_CODES):
+                    assert applies(protocol, timepoint, item["instrument"], carer), (site, name)
+                    high = int(item["max_value"] or 10**6)
+                    assert int(item["min_value"]) <= int(r[name]) <= high, name
+                    answered[(item["instrument"], timepoint)] += 1
+        if protocol == "national_trial":
+            assert events["month_12"] > 0
+            for (p, timepoint, instrument) in EXPECTED:
+                if p == protocol and instrument in NEW_INSTRUMENTS and events[timepoint]:
+                    assert answered[(instrument, timepoint)] > 0, (instrument, timepoint)
+            assert answered[("sdmq9", "baseline")] == 0
+            assert sum(v for (i, _), v in answered.items() if i == "zbi12") > 0
+        else:
+            assert set(events) == {"baseline", "month_3", "month_6"}
+            assert not any(i in (*NEW_INSTRUMENTS, "zbi12") for i, _ in answered)
+
+
+def test_honos_follows_each_sites_protocol(clean: Path) -> None:
+    """HoNOS near month 12 where the protocol expects it (national_trial), never at pod_evaluation
+    (whose latest ratings are the few outside the month-6 window, before day 331)."""
+    for site in ("kmpt", "slam"):
+        last = [b for b in sealed(clean) if b.parent.name == site][-1]
+        consent = {_digits(r["nhs_number"]): as_date(r["consent_date"]) for r in table(last / "register.csv")}
+        days = [
+            (as_date(r["assessment_date"], uk=True) - consent[_digits(r["nhs_number"])]).days
+            for r in table(last / "honos.csv")
+            if _digits(r["nhs_number"]) in consent
+        ]
+        near_month_12 = sum(340 <= d <= 456 for d in days)
+        assert days and (near_month_12 > 0) == (site_protocol(site, {}) == "national_trial"), site
 
 
 def test_clean_honos_and_meetings_follow_the_contract(clean: Path) -> None:
@@ -819,3 +884,17 @@ def test_cli_writes_a_zone_and_refuses_a_non_empty_folder(
     assert "1 site (kmpt)" in printed and "redcap_records.csv" in printed
     with pytest.raises(FileExistsError):
         main(["synth", str(out)])
+
+
+def test_invalid_event_plant_is_outside_the_sites_protocol() -> None:
+    """month_12 is a valid event at a national_trial site: the planted invalid event must not be."""
+    from types import SimpleNamespace
+
+    from pod_devtools.synth.redcap_defects import _unscheduled_event
+
+    for site in ("kmpt", "slam"):
+        batch = SimpleNamespace(spec=SimpleNamespace(code=site))
+        for event in ("baseline_arm_1", "month_3_arm_2"):
+            planted = _unscheduled_event(batch, {"redcap_event_name": event})  # type: ignore[arg-type]
+            assert planted not in protocol_events(site_protocol(site, {})), (site, planted)
+            assert planted.endswith(event[-6:])

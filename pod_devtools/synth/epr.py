@@ -1,4 +1,5 @@
-"""HoNOS ratings from the EPR: baseline and month 6, placed by date, linked by NHS number."""
+"""HoNOS ratings from the EPR: baseline and month 6 (and the later timepoints where the site's
+protocol expects HoNOS), placed by date, linked by NHS number."""
 
 from dataclasses import dataclass
 
@@ -8,7 +9,8 @@ import pyarrow.compute as pc
 
 from pod_devtools.synth.nhs import format_numbers
 from pod_devtools.synth.people import People
-from pod_devtools.synth.questionnaires import WEMWBS_GAIN
+from pod_devtools.synth.questionnaires import TUNED, WEMWBS_GAIN, expected, timepoints
+from pod_pipeline import seeds
 
 ITEMS = tuple(f"honos_{i:02d}" for i in range(1, 13))
 ITEM_8 = ITEMS.index("honos_08")
@@ -44,8 +46,9 @@ class Honos:
     assessment_id: np.ndarray
 
 
-def make_honos(people: People, rng: np.random.Generator) -> Honos:
-    """Ratings near baseline and month 6; some twice in a window (some tied), a few outside."""
+def make_honos(people: People, rng: np.random.Generator, protocol: str = "pod_evaluation") -> Honos:
+    """Ratings near baseline and month 6; some twice in a window (some tied), a few outside;
+    one near each later timepoint at which the protocol expects HoNOS (seed expected_instruments)."""
     linked = np.flatnonzero(people.nhs > 0)
     m = len(linked)
     baseline = np.clip(np.rint(rng.normal(2, 6, m)), -25, 13).astype(int)
@@ -67,6 +70,13 @@ def make_honos(people: People, rng: np.random.Generator) -> Honos:
         draws[:, 3] < 0.04,
         draws[:, 4] < 0.03,
     ]
+    windows = {r["timepoint"]: r for r in seeds.rows("visit_windows")}
+    later = np.flatnonzero(expected(protocol).get("honos", np.zeros(0, bool)))
+    for t in later[later >= TUNED]:
+        w = windows[timepoints()[t]]
+        target, first, last = int(w["target_day"]), int(w["window_start_day"]), int(w["window_end_day"])
+        days.append(np.clip(target + np.rint(rng.normal(0, 14, m)), first + 1, last - 1).astype(int))
+        taken.append(rng.random(m) < 0.75)  # as at month 6
     person = np.concatenate([linked[t] for t in taken])
     day = np.concatenate([d[t] for d, t in zip(days, taken, strict=True)])
     date = people.consent[person] + day

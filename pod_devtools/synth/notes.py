@@ -6,7 +6,7 @@ import numpy as np
 
 from pod_devtools.synth.epr import ITEMS, NOT_KNOWN
 from pod_devtools.synth.people import day
-from pod_devtools.synth.questionnaires import EMPTY, MISSING_CODES, integer_fields
+from pod_devtools.synth.questionnaires import EMPTY, MISSING_CODES, integer_fields, timepoints
 from pod_devtools.synth.redcap import event_names
 from pod_devtools.synth.site import Cut, Site
 from pod_pipeline.settings import SEEDS_DIR
@@ -27,7 +27,7 @@ def _windows() -> list[tuple[int, int, int]]:
 def _event(site: Site, person: int, event: int) -> str:
     """The REDCap event name of a timepoint in the participant's arm."""
     arm = "POD" if site.people.pod[person] else "TAU"
-    return event_names()[(("baseline", "month_3", "month_6")[event], arm)]
+    return event_names()[(timepoints()[event], arm)]
 
 
 def batch_notes(site: Site, k: int, piece: Cut) -> list[Note]:

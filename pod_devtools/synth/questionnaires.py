@@ -4,20 +4,48 @@ Values are int16 codes: a number, EMPTY for an empty field, or a REDCap missing-
 (MISSING_CODES[i] is stored as -2 - i).
 """
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
 
 from pod_devtools.synth.people import People
-from pod_pipeline.ingest.rules import instrument_items
+from pod_pipeline import seeds
+from pod_pipeline.ingest.rules import carer_instruments, instrument_items
 
 EMPTY = -1
 MISSING_CODES = ("UNK", "NASK", "ASKU", "NA")
-TARGET_DAYS = np.array([0, 91, 182])
 # Expected WEMWBS total change from baseline (month 3, month 6), by arm: the trial's signal.
 WEMWBS_GAIN = {True: (3.0, 5.0), False: (1.0, 2.0)}
 CARER_INSTRUMENT = "carer_questionnaire"
 NOT_TEXT = ("visit_date", "carer_id")  # fields that are not integer codes
+# Carer instruments beyond CWS by protocol: national-trial contract section 1 (no seed holds them).
+CARER_EXTRA = {"national_trial": ("zbi12",)}
+# The first three timepoints keep their hand-tuned windows; later ones follow the seed.
+TUNED = 3
+
+
+@functools.cache
+def timepoints() -> tuple[str, ...]:
+    """Every timepoint in study order (seed visit_windows): Redcap.event indexes this."""
+    rows = sorted(seeds.rows("visit_windows"), key=lambda r: int(r["timepoint_order"]))
+    return tuple(r["timepoint"] for r in rows)
+
+
+def protocol_timepoints(protocol: str) -> tuple[int, ...]:
+    """Positions in timepoints() of a protocol's timepoints (seed protocol_timepoints)."""
+    names = {r["timepoint"] for r in seeds.rows("protocol_timepoints") if r["protocol"] == protocol}
+    return tuple(i for i, t in enumerate(timepoints()) if t in names)
+
+
+def expected(protocol: str) -> dict[str, np.ndarray]:
+    """instrument -> bool per timepoint: expected by the protocol (seed expected_instruments)."""
+    out: dict[str, np.ndarray] = {}
+    for r in seeds.rows("expected_instruments"):
+        if r["protocol"] == protocol:
+            row = out.setdefault(r["instrument"], np.zeros(len(timepoints()), bool))
+            row[timepoints().index(r["timepoint"])] = r["is_expected"] == "true"
+    return out
 
 
 @dataclass
@@ -25,7 +53,7 @@ class Redcap:
     """One row per record x event (instance 0) and per carer questionnaire (instance 1..n)."""
 
     person: np.ndarray
-    event: np.ndarray  # timepoint index 0, 1, 2
+    event: np.ndarray  # timepoint: index into timepoints() (0 baseline, 1 month_3, ...)
     instance: np.ndarray  # 0 on the main row
     carer: np.ndarray  # carer number 1..3 on carer rows, 0 on main rows
     date: np.ndarray  # visit date (a carer row: its visit's date)
@@ -52,15 +80,16 @@ def _completion(instrument: str) -> int:
     return _columns(instrument, "completion")[0]
 
 
-def make_redcap(people: People, rng: np.random.Generator) -> Redcap:
-    """Visits with attrition and jitter, every instrument's values, carers' repeating rows."""
-    attended, days = _visits(people, rng)
+def make_redcap(people: People, rng: np.random.Generator, protocol: str = "pod_evaluation") -> Redcap:
+    """Visits of the protocol's timepoints with attrition and jitter, the values of every
+    instrument the protocol expects at each, carers' repeating rows."""
+    attended, days = _visits(people, rng, protocol_timepoints(protocol))
     person, event = np.nonzero(attended)
     date = people.consent[person] + days[person, event]
-    state = _state(people, rng)[person, event]
+    state = _state(people, rng, attended.shape[1])[person, event]
     main = np.full((len(person), len(integer_fields())), EMPTY, dtype=np.int16)
-    _fill_main(main, rng, state, event, people.pod[person])
-    carer_rows, carer_values = _carers(people, rng, person, event)
+    _fill_main(main, rng, state, event, people.pod[person], expected(protocol))
+    carer_rows, carer_values = _carers(people, rng, person, event, CARER_EXTRA.get(protocol, ()))
     rows = np.concatenate([np.arange(len(person)), carer_rows["main"]])
     values = np.concatenate([main, carer_values])
     instance = np.concatenate([np.zeros(len(person), np.int16), carer_rows["instance"]])
@@ -75,8 +104,12 @@ def make_redcap(people: People, rng: np.random.Generator) -> Redcap:
     )
 
 
-def _visits(people: People, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Which timepoints each participant attended, and on which study day."""
+def _visits(
+    people: People, rng: np.random.Generator, scheduled: tuple[int, ...]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Which timepoints each participant attended, and on which study day (columns: timepoints()
+    up to the protocol's last; the protocol's first three are baseline, month_3 and month_6)."""
+    assert scheduled[:TUNED] == tuple(range(TUNED)) and scheduled == tuple(range(len(scheduled)))
     n = len(people)
     dropout = rng.random(n)
     attended = np.column_stack(
@@ -96,16 +129,42 @@ def _visits(people: People, rng: np.random.Generator) -> tuple[np.ndarray, np.nd
     # A few visits outside their event's window: flagged by the pipeline, never moved.
     late = rng.random((n, 3)) < 0.025
     days = np.where(late, np.array([15, 140, 274]) + rng.integers(0, 20, (n, 3)), days)
+    if len(scheduled) > TUNED:
+        more_attended, more_days = _later_visits(rng, dropout, scheduled[TUNED:])
+        attended = np.column_stack([attended, more_attended])
+        days = np.column_stack([days, more_days])
     visit = people.consent[:, None] + days
     still_in = np.isnat(people.withdrawn)[:, None] | (visit <= people.withdrawn[:, None])
     return attended & still_in, days
 
 
-def _state(people: People, rng: np.random.Generator) -> np.ndarray:
-    """Well-being per participant and timepoint on the WEMWBS item scale's latent axis."""
+def _later_visits(
+    rng: np.random.Generator, dropout: np.ndarray, later: tuple[int, ...]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Visits after month 6: more attrition at each, days jittered about the seed's target
+    inside its window, a few late (after the window)."""
+    windows = {r["timepoint"]: r for r in seeds.rows("visit_windows")}
+    n, attended, days = len(dropout), [], []
+    for step, t in enumerate(later, start=1):
+        w = windows[timepoints()[t]]
+        target, first, last = int(w["target_day"]), int(w["window_start_day"]), int(w["window_end_day"])
+        attended.append((dropout > 0.16 + 0.06 * step) & (rng.random(n) > 0.04))
+        on_time = np.clip(target + np.rint(rng.normal(0, target / 15, n)), first + 1, last - 1)
+        late = rng.random(n) < 0.025
+        days.append(np.where(late, last + 1 + rng.integers(0, 20, n), on_time))
+    return np.column_stack(attended), np.column_stack(days).astype(np.int64)
+
+
+def _state(people: People, rng: np.random.Generator, count: int = TUNED) -> np.ndarray:
+    """Well-being per participant and timepoint on the WEMWBS item scale's latent axis; after
+    month 6 the month-6 gain holds."""
     gain = np.where(people.pod[:, None], [0, *WEMWBS_GAIN[True]], [0, *WEMWBS_GAIN[False]])
     # One latent unit moves every WEMWBS item by 0.55, so a total change g is g / 14 / 0.55 units.
-    return people.wellbeing[:, None] + rng.normal(0, 0.4, (len(people), 3)) + gain / 14 / 0.55
+    state = people.wellbeing[:, None] + rng.normal(0, 0.4, (len(people), 3)) + gain / 14 / 0.55
+    if count > TUNED:
+        later = rng.normal(0, 0.4, (len(people), count - TUNED)) + gain[:, -1:] / 14 / 0.55
+        state = np.column_stack([state, people.wellbeing[:, None] + later])
+    return state
 
 
 def _scale(
@@ -133,6 +192,7 @@ def _fill_main(
     state: np.ndarray,
     event: np.ndarray,
     pod: np.ndarray,
+    schedule: dict[str, np.ndarray],
 ) -> None:
     n = len(state)
     use = np.exp(-0.25 * state)
@@ -160,8 +220,21 @@ def _fill_main(
     }
     values[:, _completion("visit")] = np.where(rng.random(n) < 0.9, 2, 1)
     for instrument, block in blocks.items():
-        applies = event > 0 if instrument == "csq8" else np.ones(n, bool)
-        _answer(values, rng, instrument, block, applies, item_missing=0.025)
+        _answer(values, rng, instrument, block, schedule[instrument][event], item_missing=0.025)
+    # The protocol's other REDCap instruments (none for pod_evaluation: its draws stay as they were).
+    for instrument in dict.fromkeys(i.instrument for i in instrument_items()):
+        if instrument in blocks or not schedule.get(instrument, np.zeros(1, bool)).any():
+            continue
+        low, high = _limits(instrument)
+        mid, span = (low.min() + high.max()) / 2, high.max() - low.min()
+        block = _scale(rng, mid + 0.15 * span * state, len(low), 0.2 * span, low, high)
+        _answer(values, rng, instrument, block, schedule[instrument][event], item_missing=0.025)
+
+
+def _limits(instrument: str) -> tuple[np.ndarray, np.ndarray]:
+    """Per-item min and max of an instrument's items (seed instrument_items)."""
+    items = [i for i in instrument_items() if i.instrument == instrument and i.role == "item"]
+    return np.array([i.min_value for i in items]), np.array([i.max_value for i in items])
 
 
 def _answer(
@@ -185,7 +258,11 @@ def _answer(
 
 
 def _carers(
-    people: People, rng: np.random.Generator, person: np.ndarray, event: np.ndarray
+    people: People,
+    rng: np.random.Generator,
+    person: np.ndarray,
+    event: np.ndarray,
+    extra: tuple[str, ...] = (),
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """0-3 carers per participant; each answers at an attended visit with probability 0.8."""
     n = len(people)
@@ -211,4 +288,10 @@ def _carers(
         ]
     )
     _answer(values, rng, CARER_INSTRUMENT, block, np.ones(len(main), bool), item_missing=0.03)
+    for instrument in extra:  # e.g. ZBI-12: burden falls as the carer's well-being rises
+        assert instrument in carer_instruments()
+        low, high = _limits(instrument)
+        mid, span = (low.min() + high.max()) / 2, high.max() - low.min()
+        block = _scale(rng, mid - 0.5 - 0.15 * span * centre, len(low), 0.2 * span, low, high)
+        _answer(values, rng, instrument, block, np.ones(len(main), bool), item_missing=0.03)
     return {"main": main, "carer": carer.astype(np.int8), "instance": instance}, values

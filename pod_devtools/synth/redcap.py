@@ -13,6 +13,7 @@ from pod_devtools.synth.questionnaires import (
     MISSING_CODES,
     Redcap,
     integer_fields,
+    timepoints,
 )
 from pod_pipeline.ingest.rules import instrument_items
 from pod_pipeline.settings import SEEDS_DIR
@@ -98,15 +99,17 @@ def records_table(
     person, instance = redcap.person[rows], redcap.instance[rows]
     main = instance == 0
     events = list(event_names().values())
-    event_index = [
-        events.index(event_names()[(t, arm)])
-        for arm in ("POD", "TAU")
-        for t in ("baseline", "month_3", "month_6")
-    ]
+    # [arm, timepoint] -> position in events; arm 0 POD, 1 TAU; timepoints as Redcap.event counts.
+    event_index = np.array(
+        [
+            [events.index(event_names()[(t, arm)]) for t in timepoints()]
+            for arm in ("POD", "TAU")
+        ]
+    )
     columns = {
         "record_id": pa.array(people.study_id.astype(str)).take(pa.array(person)),
         "redcap_event_name": _labelled(
-            np.array(event_index)[redcap.event[rows] + 3 * ~people.pod[person]], events
+            event_index[(~people.pod[person]).astype(int), redcap.event[rows]], events
         ),
         "redcap_repeat_instrument": _labelled(np.zeros(len(rows)), [CARER_INSTRUMENT], main),
         "redcap_repeat_instance": pa.array(instance, mask=main),

@@ -4,13 +4,23 @@ such a row loads, only that instrument is quarantined)."""
 import numpy as np
 
 from pod_devtools.synth.plant import REDCAP, Batch, Overrides, malformed
+from pod_devtools.synth.questionnaires import protocol_timepoints, timepoints
 from pod_devtools.synth.redcap import event_names
+from pod_pipeline import seeds
 
 
 def _event(b: Batch, r: dict[str, str], timepoint: str, other_arm: bool) -> str:
     """The event of a timepoint in the record's arm, or in the other arm."""
     pod = bool(b.people.pod[np.flatnonzero(b.people.study_id == r["record_id"])[0]])
     return event_names()[(timepoint, "TAU" if pod == other_arm else "POD")]
+
+
+def _unscheduled_event(b: Batch, r: dict[str, str]) -> str:
+    """An event of the record's arm outside its site's protocol: the first timepoint the protocol
+    does not schedule (month_12 at a pod_evaluation site), else one no protocol has (month_36)."""
+    scheduled = protocol_timepoints(seeds.site_protocol(b.spec.code, {}))
+    outside = [t for i, t in enumerate(timepoints()) if i not in scheduled]
+    return (outside[0] if outside else "month_36") + "_arm_" + r["redcap_event_name"].rpartition("_arm_")[2]
 
 
 # kind -> (which row to copy, reason, column, change): extra REDCap rows, each broken once.
@@ -20,9 +30,7 @@ REDCAP_ROW_DEFECTS: dict[str, tuple[str, str, str, Overrides]] = {
         "main",
         "invalid_event",
         "redcap_event_name",
-        lambda b, r: {
-            "redcap_event_name": "month_12_arm_" + r["redcap_event_name"].rpartition("_arm_")[2]
-        },
+        lambda b, r: {"redcap_event_name": _unscheduled_event(b, r)},
     ),
     "unknown_repeat_instrument": (
         "carer",

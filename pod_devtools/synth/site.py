@@ -12,6 +12,7 @@ from pod_devtools.synth.people import People, day, make_people, register_table
 from pod_devtools.synth.questionnaires import Redcap, integer_fields, make_redcap
 from pod_devtools.synth.redcap import dictionary_rows, dictionary_table, records_table
 from pod_devtools.synth.writer import CsvFile
+from pod_pipeline import seeds
 
 WEMWBS = [integer_fields().index(f"wemwbs_{i:02d}") for i in range(1, 15)]
 
@@ -41,11 +42,12 @@ class Cut:
 def make_site(spec: SiteSpec, streams: list[np.random.Generator], nhs_numbers: np.ndarray) -> Site:
     """Draw a site's participants and everything collected about them, one stream each."""
     people = make_people(spec, streams[0], nhs_numbers)
+    protocol = seeds.site_protocol(spec.code, {})
     return Site(
         spec,
         people,
-        make_redcap(people, streams[1]),
-        make_honos(people, streams[2]),
+        make_redcap(people, streams[1], protocol),
+        make_honos(people, streams[2], protocol),
         make_meetings(people, spec.prefix, streams[3]),
         make_acute_care(people, streams[4]),
     )
