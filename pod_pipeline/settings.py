@@ -15,6 +15,11 @@ DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
 SEEDS_DIR = DBT_PROJECT_DIR / "seeds"
 EXPECTATIONS_DIR = PROJECT_ROOT / "expectations"
 SAMPLE_LANDING_DIR = PROJECT_ROOT / "sample" / "landing"
+# The bundled sample is a snapshot of two sites as of this day (its newest export is 2026-11-20).
+# Judged against a later day, the national-trial site's month 12 and 24 visits would fall due
+# with no export left to bring them, and the sample would decay into failing completeness; so
+# the sample is evaluated as of its own day unless POD_REFERENCE_DATE says otherwise.
+SAMPLE_REFERENCE_DATE = dt.date(2026, 11, 25)
 
 # A key anyone can read in this file: pseudonyms made with it protect nothing. It exists so the
 # demo runs out of the box, and the run output says loudly when it is in use.
@@ -96,7 +101,7 @@ class Settings:
             landing_dir=Path(env.get("POD_LANDING_DIR") or SAMPLE_LANDING_DIR).resolve(),
             warehouse_dir=Path(env.get("POD_WAREHOUSE_DIR") or data_dir / "warehouse").resolve(),
             dagster_home=Path(env.get("DAGSTER_HOME") or data_dir / "dagster_home").resolve(),
-            reference_date=_parse_reference_date(env.get("POD_REFERENCE_DATE")),
+            reference_date=_parse_reference_date(env.get("POD_REFERENCE_DATE"), sample=not env.get("POD_LANDING_DIR")),
             pseudonym_key=key,
             environment=environment,
             value_set=value_set,
@@ -139,9 +144,9 @@ class Settings:
                 "Fine for synthetic data; set a secret key before loading real exports.")
 
 
-def _parse_reference_date(value: str | None) -> dt.date:
+def _parse_reference_date(value: str | None, sample: bool = False) -> dt.date:
     if not value:
-        return dt.date.today()
+        return SAMPLE_REFERENCE_DATE if sample else dt.date.today()
     try:
         return dt.date.fromisoformat(value)
     except ValueError as exc:

@@ -160,3 +160,18 @@ def test_pod_deliver_delivers_refuses_a_second_delivery_and_delivers_into_a_new_
     second = delivered(deliver("--new-folder"))
     assert second != first and second.parent == first.parent
     assert second.name == f"{first.name}_2"
+
+
+def test_the_bundled_sample_is_judged_as_of_its_own_day_and_real_exports_as_of_today(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import datetime as dt
+
+    from pod_pipeline.settings import SAMPLE_REFERENCE_DATE, Settings
+
+    monkeypatch.delenv("POD_REFERENCE_DATE", raising=False)
+    monkeypatch.delenv("POD_LANDING_DIR", raising=False)
+    assert Settings.from_env().reference_date == SAMPLE_REFERENCE_DATE == dt.date(2026, 11, 25)
+    monkeypatch.setenv("POD_LANDING_DIR", str(tmp_path))
+    assert Settings.from_env().reference_date == dt.date.today()
+    monkeypatch.setenv("POD_REFERENCE_DATE", "2027-01-31")
+    assert Settings.from_env().reference_date == dt.date(2027, 1, 31)
