@@ -1,13 +1,28 @@
--- QALY from baseline to the last scheduled timepoint by the trapezium rule over the actual study
--- days of the assessments: sum of (day[k+1] - day[k]) / 365.25 x (u[k] + u[k+1]) / 2, utilities
--- under the reference-case value set (var value_set). Complete case: a missing utility leaves
--- the QALY missing. A utility without a visit date takes its timepoint's target day, flagged.
--- No discounting (the follow-up is shorter than a year).
+-- QALY over the economic follow-up, baseline to month 6 (the marts contract), by the trapezium
+-- rule over the actual study days of the assessments: sum of (day[k+1] - day[k]) / 365.25 x
+-- (u[k] + u[k+1]) / 2, utilities under the reference-case value set (var value_set). Complete
+-- case: a missing utility leaves the QALY missing. A utility without a visit date takes its
+-- timepoint's target day, flagged. No discounting (the follow-up is shorter than a year).
 with
+
+-- The economic follow-up is the default protocol's schedule for every participant: the national
+-- trial's later timepoints (months 12 and 24) do not stretch it, nor leave its QALY missing.
+economic_timepoints as (
+
+    select protocol_timepoints.timepoint
+    from {{ ref('protocol_timepoints') }} as protocol_timepoints
+    inner join {{ ref('protocols') }} as protocols
+        on protocol_timepoints.protocol = protocols.protocol
+    where protocols.is_default
+
+),
 
 scheduled as (
 
-    select * from {{ ref('int_participant_timepoints_scheduled') }}
+    select scheduled.*
+    from {{ ref('int_participant_timepoints_scheduled') }} as scheduled
+    inner join economic_timepoints
+        on scheduled.timepoint = economic_timepoints.timepoint
 
 ),
 
