@@ -5,6 +5,7 @@ import json
 
 import duckdb
 import pytest
+from scenario import SMALL_ZONE_MIN_DUE
 
 from pod_devtools.synth import generate
 from pod_pipeline.app.runner import execute
@@ -23,7 +24,9 @@ def messy(tmp_path_factory: pytest.TempPathFactory) -> dict:
     zone = root / "landing"
     generate(zone, sites=2, participants_per_site=30, seed=7, batches=3, messy=True, preset=None)
     env = {"POD_LANDING_DIR": str(zone), "POD_DATA_DIR": str(root / "data"),
-           "POD_REFERENCE_DATE": "2026-11-25", "DAGSTER_HOME": str(root / "data" / "dagster_home")}
+           "POD_REFERENCE_DATE": "2026-11-25", "DAGSTER_HOME": str(root / "data" / "dagster_home"),
+           # A 30-participant site's national-trial month 12 groups are too small to block on.
+           "POD_COMPLETENESS_MIN_DUE": SMALL_ZONE_MIN_DUE}
     with pytest.MonkeyPatch.context() as patch:
         for name, value in env.items():
             patch.setenv(name, value)
