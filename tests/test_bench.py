@@ -85,8 +85,8 @@ def test_bench_smoke_run_at_50_and_10000(tmp_path: Path) -> None:
         with duckdb.connect(str(work / "reference" / f"{size}.duckdb"), read_only=True) as con:
             reference_rows = con.execute("select count(*) from participant_timepoints").fetchone()[0]
         assert pipeline_rows == reference_rows
-        # every participant x 3 timepoints, less those erased by an all_data withdrawal
-        assert int(size) * 3 * 0.9 <= pipeline_rows <= int(size) * 3
+        # every participant x 3 timepoints (5 at a national-trial site), less all_data withdrawals
+        assert int(size) * 3 * 0.9 <= pipeline_rows <= int(size) * 5
 
     at_10k = report["results"]["10000"]
     assert at_10k["incremental"]["returncode"] == 0 and at_10k["noop"]["returncode"] == 0

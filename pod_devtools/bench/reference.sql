@@ -9,8 +9,9 @@ set memory_limit = '2GB';
 
 create or replace table participants as
 select study_id as participant_id, arm, cast(consent_date as date) as consent_date,
-       cast(withdrawal_date as date) as withdrawal_date, withdrawal_type
-from read_csv({register}, all_varchar = true, header = true, union_by_name = true)
+       cast(withdrawal_date as date) as withdrawal_date, withdrawal_type,
+       regexp_extract(filename, '([^/]+)/[^/]+/register[.]csv$', 1) as site
+from read_csv({register}, all_varchar = true, header = true, union_by_name = true, filename = true)
 where coalesce(withdrawal_type, '') <> 'all_data';
 
 create or replace table visits as
@@ -89,11 +90,20 @@ select participant_id, timepoint, study_day,
 from chosen;
 
 create or replace table participant_timepoints as
-with spine as (
+with protocols as (
+    -- A site follows the protocol seeds/site_protocols.csv names, else the KMPT evaluation's.
+    select p.participant_id, coalesce(sp.protocol, 'pod_evaluation') as protocol
+    from participants p
+    left join read_csv('{seeds}/site_protocols.csv', header = true) sp on sp.site = p.site
+),
+spine as (
     select p.*, w.timepoint, w.target_day, w.lo, w.hi
     from participants p
-    cross join (values ('baseline', 0, -30, 14), ('month_3', 91, 61, 135), ('month_6', 182, 136, 273))
+    join protocols using (participant_id)
+    join (values ('baseline', 0, -30, 14), ('month_3', 91, 61, 135), ('month_6', 182, 136, 273),
+                 ('month_12', 365, 274, 456), ('month_24', 730, 639, 821))
         w(timepoint, target_day, lo, hi)
+        on w.timepoint in ('baseline', 'month_3', 'month_6') or protocols.protocol = 'national_trial'
 ),
 valued as (
     select v.*,
