@@ -48,6 +48,7 @@ from pod_pipeline.ingest.specs import (
     SPECS,
     WITHDRAWAL_TYPES,
 )
+from pod_pipeline.settings import SEEDS_DIR
 
 SITE_BATCH = ("kmpt", "20261120T060000Z")
 BOM = codecs.BOM_UTF8
@@ -257,13 +258,16 @@ def raw_layer_violations(con: duckdb.DuckDBPyConnection) -> list[tuple]:
         return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
     bad = []
+    # The instruments a carer answers (in the repeating carer questionnaire), read from the seed.
+    with (SEEDS_DIR / "instruments.csv").open(newline="", encoding="utf-8") as handle:
+        carers_answer = {r["instrument"] for r in csv.DictReader(handle) if r["respondent"] == "carer"}
     for row in rows("redcap_records"):
         carer = row["redcap_repeat_instrument"] == CARER_INSTRUMENT
         for item in instrument_items():
             value = row[item.field_name]
             if value is None:
                 continue
-            if (item.instrument == CARER_INSTRUMENT) != carer:
+            if (item.instrument in carers_answer) != carer:
                 bad.append(("redcap_records", row["line_number"], item.field_name, "not collected"))
             elif value in MISSING_CODES:
                 continue
