@@ -161,3 +161,21 @@ def test_paired_statistics_by_hand() -> None:
     half_width = sps.t.ppf(0.975, 3) * sd / 2
     assert result["change_ci95_low"] == pytest.approx(2.5 - half_width)
     assert result["p_value_wilcoxon"] == pytest.approx(0.125)
+
+
+def test_wilcoxon_p_is_scipys_to_the_last_bit() -> None:
+    """The vectorised permutation test gives scipy's own p-value, in every branch scipy takes:
+    exact (no ties), permutation (n <= 13 with zeros or ties) and asymptotic (larger, tied)."""
+    rng = np.random.default_rng(20261204)
+    samples = [np.array([1.0, 2.0, 3.0, 4.0]), np.array([0.0, 1.0, 1.0, -2.0, 3.0]),
+               np.array([0.5, -0.5, 0.5, 1.5, 2.5, 0.0, 0.0])]
+    samples += [rng.integers(-4, 5, size=n) * 0.5 for n in rng.integers(2, 20, size=30)]
+    branches = set()
+    for changes in samples:
+        if not np.any(changes != 0):
+            continue
+        nonzero = changes[changes != 0]
+        tied = len(nonzero) < len(changes) or len(np.unique(np.abs(nonzero))) < len(nonzero)
+        branches.add("permutation" if tied and len(changes) <= 13 else "scipy")
+        assert stats.wilcoxon_p(changes) == float(sps.wilcoxon(changes).pvalue), changes
+    assert branches == {"permutation", "scipy"}
