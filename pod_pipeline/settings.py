@@ -68,6 +68,11 @@ class Settings:
         return self.warehouse_dir / "pod_work.duckdb"
 
     @property
+    def dbt_target_dir(self) -> Path:
+        """dbt's target folder for this warehouse: compiled SQL, run results, logs, partial parse."""
+        return self.warehouse_dir / "dbt_target"
+
+    @property
     def published_db(self) -> Path:
         return self.warehouse_dir / "pod_marts.duckdb"
 

@@ -14,17 +14,19 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from pod_devtools.bench.run import SizeResult, goals, table
+from pod_devtools.bench.run import BaselineResult, SizeResult, SuiteResult, _code_at, goals, table
 
 
 def _result(n: int, full_s: float, reference_s: float, peak_mb: float = 500.0,
-            incremental_s: float | None = None, noop_dbt: bool | None = None) -> SizeResult:
+            incremental_s: float | None = None, noop_s: float | None = None,
+            noop_dbt: bool | None = None) -> SizeResult:
     run = {"wall_s": full_s, "cpu_s": full_s, "peak_rss_mb": peak_mb, "returncode": 0}
     result = SizeResult(n, 1, 1.0, run, {"wall_s": reference_s, "cpu_s": reference_s, "peak_rss_mb": 100.0,
                                         "returncode": 0}, round(full_s / reference_s, 2))
     if incremental_s is not None:
         result.incremental = dict(run, wall_s=incremental_s)
-        result.noop = dict(run, wall_s=3.0)
+    if noop_s is not None:
+        result.noop = dict(run, wall_s=noop_s)
         result.noop_started_dbt = noop_dbt
     return result
 
@@ -32,24 +34,37 @@ def _result(n: int, full_s: float, reference_s: float, peak_mb: float = 500.0,
 def test_goals_report_what_was_missed_and_by_how_much() -> None:
     results = {
         50: _result(50, 30.0, 0.5),
-        100_000: _result(100_000, 200.0, 10.0, incremental_s=40.0, noop_dbt=False),
-        1_000_000: _result(1_000_000, 90.0, 60.0, peak_mb=5 * 1024),
+        100_000: _result(100_000, 200.0, 10.0, noop_s=3.0, noop_dbt=False),
+        1_000_000: _result(1_000_000, 90.0, 30.0, peak_mb=5 * 1024, incremental_s=18.0),
     }
-    verdicts = {v["goal"]: v for v in goals(results)}
-    study = verdicts["study-scale full refresh under 20 s"]
-    assert study["met"] is False and study["missed_by"] == "50% over"
-    assert verdicts["1M full refresh within 2x the reference"]["met"] is True
-    memory = verdicts["1M full refresh under 4 GiB peak memory"]
+    baseline = BaselineResult("abc1234", 50, new_s=[31.0, 30.0], baseline_s=[60.0, 62.0])
+    suite = SuiteResult("def5678", {"wall_s": 1200.0, "returncode": 0}, {"wall_s": 100.0, "returncode": 0})
+    verdicts = {v["goal"]: v for v in goals(results, baseline, suite)}
+    assert verdicts["full refresh at 1,000,000 / reference"]["met"] is True  # 3.0
+    incremental = verdicts["one new batch at one of 10 sites, 1,000,000 participants / full refresh"]
+    assert incremental["met"] is False and incremental["missed_by"] == "100% over"  # 0.2 against 0.1
+    study = verdicts["study scale (50) full refresh, this code / baseline code"]
+    assert study["measured"] == 0.5 and study["missed_by"] == "25% over"  # best 30 / best 60
+    assert verdicts["no-op refresh / full refresh at 100,000"]["met"] is True  # 0.015
+    memory = verdicts["peak memory at 1,000,000 (GiB)"]
     assert memory["met"] is False and memory["measured"] == 5.0
-    assert verdicts["100k incremental under a quarter of the full refresh"]["met"] is True
+    suite_goal = verdicts["clean-clone make test / one pod run --force of the sample"]
+    assert suite_goal["measured"] == 12.0 and suite_goal["met"] is False
     assert verdicts["no-op refresh starts no dbt work"]["met"] is True
-    printed = table(results, list(verdicts.values()))
-    assert "| 1,000,000 |" in printed and "MISSED (50% over)" in printed
+    printed = table(results, list(verdicts.values()), baseline, suite)
+    assert "| 1,000,000 |" in printed and "MISSED (100% over)" in printed and "baseline abc1234" in printed
 
 
 def test_goals_at_sizes_not_run_are_not_measured_rather_than_met() -> None:
     verdicts = goals({50: _result(50, 10.0, 0.5)})
-    assert [v["met"] for v in verdicts] == [True, None, None, None]
+    assert [v["met"] for v in verdicts] == [None] * 6
+
+
+def test_the_baseline_is_the_committed_code_at_its_revision(tmp_path: Path) -> None:
+    code = _code_at("HEAD", tmp_path / "code")
+    assert (code / "pod_pipeline" / "app" / "cli.py").is_file()
+    assert (code / "dbt_project" / "dbt_project.yml").is_file()
+    assert not (code / ".git").exists() and not (code / ".venv").exists()
 
 
 @pytest.mark.slow
@@ -58,7 +73,7 @@ def test_bench_smoke_run_at_50_and_10000(tmp_path: Path) -> None:
     out, work = tmp_path / "out", tmp_path / "work"
     completed = subprocess.run(
         [sys.executable, "-m", "pod_pipeline.app.cli", "bench", "--sizes", "50 10000", "--out", str(out),
-         "--work", str(work), "--incremental-at", "10000"],
+         "--work", str(work), "--incremental-at", "50", "--noop-at", "50", "--baseline", ""],
         env=env, capture_output=True, text=True, timeout=1200)
     assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
     assert "| 10,000 |" in completed.stdout
@@ -88,9 +103,10 @@ def test_bench_smoke_run_at_50_and_10000(tmp_path: Path) -> None:
         # every participant x 3 timepoints (5 at a national-trial site), less all_data withdrawals
         assert int(size) * 3 * 0.9 <= pipeline_rows <= int(size) * 5
 
-    at_10k = report["results"]["10000"]
-    assert at_10k["incremental"]["returncode"] == 0 and at_10k["noop"]["returncode"] == 0
-    assert at_10k["noop_started_dbt"] is False
-    assert report["results"]["50"]["incremental"] is None
+    at_50 = report["results"]["50"]
+    assert at_50["incremental"]["returncode"] == 0 and at_50["noop"]["returncode"] == 0
+    assert at_50["noop_started_dbt"] is False
+    assert report["results"]["10000"]["incremental"] is None and report["results"]["10000"]["noop"] is None
+    assert report["baseline"] is None and report["suite"] is None
     names = {v["goal"] for v in report["goals"]}
-    assert "no-op refresh starts no dbt work" in names and "study-scale full refresh under 20 s" in names
+    assert "no-op refresh starts no dbt work" in names and len(names) == 7

@@ -135,11 +135,7 @@ def scan(story, zone_identifiers) -> Scanner:
     scanner = Scanner(zone_identifiers)
     for data in (story.data, story.clean):
         scanner.folder(data)
-    run_ids = [story.first.run_id, story.killed["run_id"], story.second.stdout.split()[3],
-               story.clean_run.run_id]
-    for run_id in run_ids:
-        for target in DBT_PROJECT_DIR.glob(f"target/pod_dbt_models-{run_id[:7]}-*"):
-            scanner.folder(target)
+    # dbt's compiled SQL, run results and logs are in each warehouse (dbt_target), scanned above.
     log = DBT_PROJECT_DIR / "logs" / "dbt.log"
     if log.exists():  # shared by every dbt run on this machine: the key only
         scanner.text("dbt_project/logs/dbt.log", log.read_text(errors="replace"), identifiers=False)

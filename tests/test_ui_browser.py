@@ -196,9 +196,10 @@ def test_ui_shows_groups_runs_a_materialisation_and_a_check(
                 expect(page.get_by_text("pod_marts.duckdb").first).to_be_visible()
                 shot("04-published-marts")
 
-            # `pod run` records on the same instance: its run joins the UI's run in the history.
+            # `pod run` records on the same instance: its run joins the UI's run in the history
+            # (--force: with nothing new since the UI's run, a plain `pod run` starts no run).
             pod_run = subprocess.run(
-                [sys.executable, "-m", "pod_pipeline.app.cli", "run"],
+                [sys.executable, "-m", "pod_pipeline.app.cli", "run", "--force"],
                 cwd=PROJECT_ROOT,
                 capture_output=True,
                 text=True,

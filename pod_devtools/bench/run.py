@@ -5,6 +5,7 @@ import json
 import os
 import platform
 import shutil
+import subprocess
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -17,6 +18,8 @@ from pod_pipeline.settings import PROJECT_ROOT
 # participants -> sites (several sites from 10,000 up, as a national roll-out would have)
 SITES = {50: 1, 10_000: 4, 100_000: 5, 1_000_000: 10}
 REFERENCE_DATE = "2026-11-25"
+# "Today's code" of issue 14: the last commit before the speed work, which study scale is compared to.
+BASELINE_REF = "6af50dc"
 SEED = 20261125
 
 
@@ -32,6 +35,32 @@ class SizeResult:
     incremental: dict | None = None
     noop: dict | None = None
     noop_started_dbt: bool | None = None
+
+
+@dataclass
+class BaselineResult:
+    """Study-scale full refreshes of the same zone by the baseline code and by this code, taken in
+    turns (new, baseline, new, baseline) so a slow spell of the machine hits both; best of each."""
+    ref: str
+    participants: int
+    new_s: list[float]
+    baseline_s: list[float]
+
+    @property
+    def ratio(self) -> float:
+        return round(min(self.new_s) / min(self.baseline_s), 3)
+
+
+@dataclass
+class SuiteResult:
+    """A clean clone's `make test` and one `pod run --force` of the sample, on the same machine."""
+    commit: str
+    make_test: dict
+    pod_run_force: dict
+
+    @property
+    def ratio(self) -> float:
+        return round(self.make_test["wall_s"] / self.pod_run_force["wall_s"], 2)
 
 
 def zone_for(participants: int, cache: Path) -> Path:
@@ -62,21 +91,32 @@ def _pod_run(zone: Path, data: Path) -> Measurement:
     return result
 
 
-def step_durations(data: Path) -> list[dict]:
-    """Each step (asset or check) of the newest run, from the Dagster event log."""
+def newest_run_id(data: Path) -> str | None:
+    runs = _newest_runs(data)
+    return runs[0] if runs else None
+
+
+def _newest_runs(data: Path, steps_of_newest: bool = False):
     import dagster as dg
 
     previous = os.environ.get("DAGSTER_HOME")
     os.environ["DAGSTER_HOME"] = str(data / "dagster_home")
     try:
         with dg.DagsterInstance.get() as instance:
-            run = instance.get_runs(limit=1)[0]
-            stats = instance.get_run_step_stats(run.run_id)
+            runs = instance.get_runs(limit=1)
+            if steps_of_newest:
+                return instance.get_run_step_stats(runs[0].run_id)
+            return [run.run_id for run in runs]
     finally:
         if previous is None:
             os.environ.pop("DAGSTER_HOME", None)
         else:
             os.environ["DAGSTER_HOME"] = previous
+
+
+def step_durations(data: Path) -> list[dict]:
+    """Each step (asset or check) of the newest run, from the Dagster event log."""
+    stats = _newest_runs(data, steps_of_newest=True)
     steps = [{"step": s.step_key, "status": s.status.value if s.status else None,
               "seconds": round((s.end_time or s.start_time or 0) - (s.start_time or 0), 2)} for s in stats]
     return sorted(steps, key=lambda s: -s["seconds"])
@@ -98,7 +138,7 @@ def _as_dict(m: Measurement) -> dict:
     return {k: round(v, 2) if isinstance(v, float) else v for k, v in asdict(m).items() if k != "output"}
 
 
-def bench_size(participants: int, work: Path, incremental: bool) -> SizeResult:
+def bench_size(participants: int, work: Path, incremental: bool, noop: bool) -> SizeResult:
     zone = zone_for(participants, work / "zones")
     data = work / "runs" / str(participants)
     shutil.rmtree(data, ignore_errors=True)
@@ -108,16 +148,70 @@ def bench_size(participants: int, work: Path, incremental: bool) -> SizeResult:
     size_mb = sum(p.stat().st_size for p in zone.rglob("*.csv")) / 2**20
     result = SizeResult(participants, SITES.get(participants, 1), round(size_mb, 1), _as_dict(full),
                         _as_dict(reference), round(full.wall_s / reference.wall_s, 2), steps)
+    if noop:
+        # Nothing new since the full refresh: `pod run` must find that out without starting dbt
+        # (it starts no Dagster run at all when the publication is current).
+        before = newest_run_id(data)
+        result.noop = _as_dict(_pod_run(zone, data))
+        result.noop_started_dbt = newest_run_id(data) != before and any(
+            s["step"] == "pod_dbt_models" and s["status"] == "SUCCESS" for s in step_durations(data))
     if incremental:
         batch = add_batch(zone)
         try:
             result.incremental = _as_dict(_pod_run(zone, data))
-            result.noop = _as_dict(_pod_run(zone, data))
-            result.noop_started_dbt = any(s["step"] == "pod_dbt_models" and s["status"] == "SUCCESS"
-                                          for s in step_durations(data))
         finally:
             shutil.rmtree(batch)
     return result
+
+
+def _code_at(ref: str, folder: Path) -> Path:
+    """The project's files at git revision `ref`, unpacked (not a worktree: the repository is left as it is)."""
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    archive = subprocess.run(["git", "-C", str(PROJECT_ROOT), "archive", ref], capture_output=True, check=False)
+    if archive.returncode:
+        raise RuntimeError(f"git archive {ref} failed: {archive.stderr.decode(errors='replace')[-500:]}")
+    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive.stdout, check=True)
+    return folder
+
+
+def bench_baseline(ref: str, participants: int, work: Path, rounds: int = 2) -> BaselineResult:
+    """Full refreshes at study scale by this code and by the code at `ref`, in turns, one venv."""
+    zone = zone_for(participants, work / "zones")
+    code = _code_at(ref, work / f"baseline-{ref}")
+    result = BaselineResult(ref, participants, [], [])
+    for turn in range(rounds):
+        for label, cwd in (("new", None), ("baseline", code)):
+            data = work / "runs" / f"{participants}-{label}-{turn}"
+            shutil.rmtree(data, ignore_errors=True)
+            env = _env(zone, data)
+            if cwd is not None:
+                env["PYTHONPATH"] = str(cwd)  # ahead of the editable install of this checkout
+            measured = run_measured([sys.executable, "-m", "pod_pipeline.app.cli", "run"], env, cwd=cwd)
+            if measured.returncode:
+                raise RuntimeError(f"pod run ({label}) failed:\n{measured.output[-3000:]}")
+            (result.new_s if label == "new" else result.baseline_s).append(round(measured.wall_s, 2))
+            shutil.rmtree(data, ignore_errors=True)
+    return result
+
+
+def bench_suite(work: Path) -> SuiteResult:
+    """`make test` in a clean clone of the committed project (venv built from scratch, as CI does),
+    then one `pod run --force` of the bundled sample with that clone's venv."""
+    clone = work / "suite-clone"
+    shutil.rmtree(clone, ignore_errors=True)
+    subprocess.run(["git", "clone", "--quiet", str(PROJECT_ROOT), str(clone)], check=True)
+    commit = subprocess.run(["git", "-C", str(clone), "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True, check=True).stdout.strip()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("POD_", "DAGSTER_", "VIRTUAL_ENV"))}
+    make_test = run_measured(["make", "test"], env, cwd=clone)
+    (work / "suite-make-test.log").write_text(make_test.output)
+    data = clone / "data-bench"
+    force = run_measured([str(clone / ".venv" / "bin" / "pod"), "run", "--force"],
+                         env | {"POD_DATA_DIR": str(data), "DAGSTER_HOME": str(data / "dagster_home")}, cwd=clone)
+    if force.returncode:
+        raise RuntimeError(f"pod run --force failed in the clone:\n{force.output[-3000:]}")
+    return SuiteResult(commit, _as_dict(make_test), _as_dict(force))
 
 
 def machine() -> dict:
@@ -127,21 +221,27 @@ def machine() -> dict:
             "platform": platform.platform(), "date": dt.date.today().isoformat()}
 
 
+# The goals of issue 14, each a ratio measured side by side in one `pod bench` run.
 GOALS = (
-    ("study-scale full refresh under 20 s", lambda r: r.get(50) and r[50].full["wall_s"], 20.0),
-    ("1M full refresh within 2x the reference", lambda r: r.get(1_000_000) and r[1_000_000].ratio_to_reference, 2.0),
-    ("1M full refresh under 4 GiB peak memory",
-     lambda r: r.get(1_000_000) and r[1_000_000].full["peak_rss_mb"] / 1024, 4.0),
-    ("100k incremental under a quarter of the full refresh",
-     lambda r: r.get(100_000) and r[100_000].incremental and
-     r[100_000].incremental["wall_s"] / r[100_000].full["wall_s"], 0.25),
+    ("full refresh at 1,000,000 / reference", 4.0,
+     lambda r, b, t: r.get(1_000_000) and r[1_000_000].ratio_to_reference),
+    ("one new batch at one of 10 sites, 1,000,000 participants / full refresh", 0.10,
+     lambda r, b, t: r.get(1_000_000) and r[1_000_000].incremental and
+     r[1_000_000].incremental["wall_s"] / r[1_000_000].full["wall_s"]),
+    ("study scale (50) full refresh, this code / baseline code", 0.4, lambda r, b, t: b and b.ratio),
+    ("no-op refresh / full refresh at 100,000", 0.02,
+     lambda r, b, t: r.get(100_000) and r[100_000].noop and r[100_000].noop["wall_s"] / r[100_000].full["wall_s"]),
+    ("peak memory at 1,000,000 (GiB)", 3.0,
+     lambda r, b, t: r.get(1_000_000) and r[1_000_000].full["peak_rss_mb"] / 1024),
+    ("clean-clone make test / one pod run --force of the sample", 5.0, lambda r, b, t: t and t.ratio),
 )
 
 
-def goals(results: dict[int, SizeResult]) -> list[dict]:
+def goals(results: dict[int, SizeResult], baseline: BaselineResult | None = None,
+          suite: SuiteResult | None = None) -> list[dict]:
     verdicts = []
-    for name, measure, limit in GOALS:
-        value = measure(results)
+    for name, limit, measure in GOALS:
+        value = measure(results, baseline, suite)
         if not value:
             verdicts.append({"goal": name, "measured": None, "limit": limit, "met": None})
             continue
@@ -154,7 +254,8 @@ def goals(results: dict[int, SizeResult]) -> list[dict]:
     return verdicts
 
 
-def table(results: dict[int, SizeResult], verdicts: list[dict]) -> str:
+def table(results: dict[int, SizeResult], verdicts: list[dict], baseline: BaselineResult | None = None,
+          suite: SuiteResult | None = None) -> str:
     lines = ["| participants | sites | CSV MB | full wall s | CPU s | peak RSS MB | reference s | ratio | "
              "incremental s | no-op s |", "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for n, r in sorted(results.items()):
@@ -162,25 +263,46 @@ def table(results: dict[int, SizeResult], verdicts: list[dict]) -> str:
                      f"{r.full['peak_rss_mb']:.0f} | {r.reference['wall_s']} | {r.ratio_to_reference} | "
                      f"{r.incremental['wall_s'] if r.incremental else '–'} | {r.noop['wall_s'] if r.noop else '–'} |")
     lines.append("")
+    if baseline:
+        lines.append(f"study scale ({baseline.participants}): this code {baseline.new_s} s, "
+                     f"baseline {baseline.ref} {baseline.baseline_s} s (best of each compared)")
+    if suite:
+        lines.append(f"suite: clean clone {suite.commit} `make test` {suite.make_test['wall_s']} s "
+                     f"(exit {suite.make_test['returncode']}), `pod run --force` {suite.pod_run_force['wall_s']} s")
+    lines += ["", "| figure | measured | goal | verdict |", "|---|---:|---:|---|"]
     for v in verdicts:
         state = {True: "met", False: f"MISSED ({v.get('missed_by') or 'see value'})", None: "not measured"}[v["met"]]
-        lines.append(f"- {v['goal']}: {v['measured']} → {state}")
+        limit = "no dbt" if v["limit"] is False else f"≤ {v['limit']}"
+        lines.append(f"| {v['goal']} | {v['measured']} | {limit} | {state} |")
     return "\n".join(lines)
 
 
-def main(sizes: list[int], out: Path, work: Path, incremental_at: int = 100_000) -> int:
+def main(sizes: list[int], out: Path, work: Path, incremental_at: int | None = None,
+         noop_at: int = 100_000, baseline_ref: str | None = BASELINE_REF, suite: bool = False) -> int:
+    incremental_at = max(sizes) if incremental_at is None else incremental_at
     results: dict[int, SizeResult] = {}
     for n in sizes:
         print(f"bench: {n:,} participants ...", flush=True)
-        results[n] = bench_size(n, work, incremental=(n == incremental_at))
+        results[n] = bench_size(n, work, incremental=(n == incremental_at), noop=(n == noop_at))
         print(f"bench: {n:,} full {results[n].full['wall_s']} s, reference {results[n].reference['wall_s']} s",
               flush=True)
-    verdicts = goals(results)
+    baseline = None
+    if baseline_ref:
+        print(f"bench: study scale, this code against {baseline_ref} ...", flush=True)
+        baseline = bench_baseline(baseline_ref, min(sizes), work)
+    suite_result = None
+    if suite:
+        print("bench: clean-clone make test and pod run --force ...", flush=True)
+        suite_result = bench_suite(work)
+    verdicts = goals(results, baseline, suite_result)
     out.mkdir(parents=True, exist_ok=True)
-    report = {"machine": machine(), "results": {str(n): asdict(r) for n, r in results.items()}, "goals": verdicts}
+    report = {"machine": machine(), "results": {str(n): asdict(r) for n, r in results.items()},
+              "baseline": baseline and {**asdict(baseline), "ratio": baseline.ratio},
+              "suite": suite_result and {**asdict(suite_result), "ratio": suite_result.ratio},
+              "goals": verdicts}
     path = out / f"bench-{dt.datetime.now():%Y%m%dT%H%M%S}.json"
     path.write_text(json.dumps(report, indent=2))
-    print(table(results, verdicts))
+    print(table(results, verdicts, baseline, suite_result))
     print(f"\nmachine: {report['machine']}\nJSON: {path}")
     return 0
 

@@ -48,10 +48,12 @@ def _ui(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from pod_devtools.bench.run import DEFAULT_WORK, main
+    from pod_devtools.bench.run import BASELINE_REF, DEFAULT_WORK, main
 
     sizes = [int(n.replace("_", "").replace(",", "")) for n in args.sizes.split()]
-    return main(sizes, Path(args.out), Path(args.work or DEFAULT_WORK), incremental_at=args.incremental_at)
+    baseline = BASELINE_REF if args.baseline is None else args.baseline or None
+    return main(sizes, Path(args.out), Path(args.work or DEFAULT_WORK), incremental_at=args.incremental_at,
+                noop_at=args.noop_at, baseline_ref=baseline, suite=args.suite)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -93,8 +95,15 @@ def build_parser() -> argparse.ArgumentParser:
                        help="participant counts, space-separated (default: 50 10000 100000 1000000)")
     bench.add_argument("--out", default="bench-results", help="folder for the JSON results")
     bench.add_argument("--work", default=None, help="folder for cached zones and runs (default data/bench)")
-    bench.add_argument("--incremental-at", type=int, default=100_000,
-                       help="size at which the incremental and no-op refreshes are measured")
+    bench.add_argument("--incremental-at", type=int, default=None,
+                       help="size at which one new batch at one site is refreshed (default: the largest)")
+    bench.add_argument("--noop-at", type=int, default=100_000,
+                       help="size at which a refresh with nothing new is measured (default 100000)")
+    bench.add_argument("--baseline", default=None,
+                       help="git revision whose study-scale full refresh this code's is compared to "
+                            "(default: the last commit before the speed work; '' to skip)")
+    bench.add_argument("--suite", action="store_true",
+                       help="also time `make test` in a clean clone against one `pod run --force` (~1 h)")
     bench.set_defaults(func=_bench)
 
     seal = commands.add_parser("seal", help="write manifest.json for batches assembled by hand")

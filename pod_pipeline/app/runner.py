@@ -125,13 +125,41 @@ def run_pipeline(force: bool = False) -> int:
         settings = Settings.from_env()
         settings.check_landing_dir()
         warning = settings.demo_key_warning()
-        summary = execute(run_config={"ops": {"ingest__landing_batches": {"config": {"force": force}}}},
-                          quiet=True)
+        check_writable(settings.warehouse_dir)
+        with worklock.hold(settings.warehouse_dir, job="refresh", trigger="pod run",
+                           waiting=lambda message: print(f"pod: {message}", file=sys.stderr)):
+            current = None if force else _current_publication(settings)
+            if current is None:
+                summary = execute(run_config={"ops": {"ingest__landing_batches": {"config": {"force": force}}}},
+                                  quiet=True)
     except SettingsError as exc:
         print(f"pod run: {exc}", file=sys.stderr)
         return 1
+    if current is not None:
+        run_id, published_at = current
+        print(f"POD pipeline: nothing new since the last publication (run {run_id}, {published_at:%Y-%m-%d %H:%M}): "
+              f"no batch has landed and the data, settings (reference date {settings.reference_date}) and code "
+              "are those it was made from, so no run was started.\n"
+              "`pod run --force` rebuilds anyway.")
+        if warning:
+            print(f"WARNING: {warning}")
+        print("\n".join(_published_section(settings)))
+        return 0
     print(report(settings, summary, warning))
     return 0 if summary.success else 1
+
+
+def _current_publication(settings: Settings) -> tuple[str, dt.datetime] | None:
+    """The last publication when nothing has changed since it (read-only; None when unsure)."""
+    from pod_pipeline.ingest.fingerprint import current_publication
+
+    if not settings.work_db.exists():
+        return None
+    try:
+        with duckdb.connect(str(settings.work_db), read_only=True) as con:
+            return current_publication(con, settings)
+    except (duckdb.Error, OSError):
+        return None  # the run itself will say what is wrong
 
 
 DELIVERY_OP = "delivery__trial_delivery"  # config is keyed by op name: ["delivery", "trial_delivery"]

@@ -83,6 +83,11 @@ class BatchCheck:
         return self.error_reason is None
 
 
+def manifest_sha256(batch_dir: Path) -> str:
+    """The digest a batch is known by in the ledger: its manifest's bytes (cheap; no data file read)."""
+    return hashlib.sha256((batch_dir / MANIFEST).read_bytes()).hexdigest()
+
+
 def check_batch(batch_dir: Path) -> BatchCheck:
     """Verify a sealed batch: site and export id match the folders, every listed file matches.
 

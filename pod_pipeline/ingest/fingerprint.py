@@ -7,8 +7,10 @@ from pathlib import Path
 import duckdb
 
 from pod_pipeline import __version__
-from pod_pipeline.ingest import ledger
+from pod_pipeline.ingest import landing, ledger
+from pod_pipeline.ingest.specs import SPECS
 from pod_pipeline.settings import DBT_PROJECT_DIR, EXPECTATIONS_DIR, PROJECT_ROOT, Settings
+from pod_pipeline.sql import table_exists
 
 STATE_DDL = """
 create schema if not exists audit;
@@ -58,3 +60,24 @@ def record_publication(con: duckdb.DuckDBPyConnection, settings: Settings, run_i
     con.execute("insert into audit.publications values (current_timestamp, ?, ?, ?, ?)",
                 [run_id, state, ledger.head(con), settings.reference_date])
     return state
+
+
+def current_publication(con: duckdb.DuckDBPyConnection, settings: Settings) -> tuple[str, object] | None:
+    """(run id, time) of the last publication when nothing has changed since it, else None.
+
+    Nothing changed means: no sealed batch the ledger does not know, no file of a known batch left
+    to load, and the same fingerprint (loaded data, settings, code). Read-only, so `pod run` can
+    answer a no-op without starting a run: the answer the landing asset would reach after every
+    step of a run had been planned and started.
+    """
+    if not (table_exists(con, "audit", "publications") and table_exists(con, "audit", "load_ledger")):
+        return None
+    if landing.unrecorded_batches(con, landing.discover(settings.landing_dir).sealed):
+        return None
+    if any(landing.pending_files(con, settings.landing_dir, file) for file in SPECS):
+        return None
+    rows = con.execute("select run_id, published_at, fingerprint from audit.publications "
+                       "order by published_at desc limit 1").fetchall()
+    if not rows or rows[0][2] != fingerprint(con, settings):
+        return None
+    return rows[0][0], rows[0][1]

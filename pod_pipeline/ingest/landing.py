@@ -7,7 +7,13 @@ from pathlib import Path
 import duckdb
 
 from pod_pipeline.ingest import ledger
-from pod_pipeline.ingest.batch_manifest import EXPORT_ID_PATTERN, MANIFEST, SITE_PATTERN, check_batch
+from pod_pipeline.ingest.batch_manifest import (
+    EXPORT_ID_PATTERN,
+    MANIFEST,
+    SITE_PATTERN,
+    check_batch,
+    manifest_sha256,
+)
 from pod_pipeline.ingest.load import BatchFile, quarantine_file
 
 
@@ -56,11 +62,13 @@ def record_batches(con: duckdb.DuckDBPyConnection, sealed: list[Path], run_id: s
     }
     accepted_before = {(s, e): d for (s, e, d), status in seen.items() if status == "accepted"}
     for batch_dir in sealed:
-        check = check_batch(batch_dir)
-        name = f"{check.site}/{check.export_id}"
-        if (check.site, check.export_id, check.manifest_sha256) in seen:
+        # A batch the ledger knows by this manifest was verified when it arrived: its files are not
+        # read again (a cumulative zone would otherwise be hashed in full on every run).
+        if (batch_dir.parent.name, batch_dir.name, manifest_sha256(batch_dir)) in seen:
             report.already_seen += 1
             continue
+        check = check_batch(batch_dir)
+        name = f"{check.site}/{check.export_id}"
         con.execute("begin transaction")
         if (check.site, check.export_id) in accepted_before and check.accepted:
             check.error_reason, check.error_file = "manifest_mismatch", MANIFEST
@@ -87,6 +95,14 @@ def record_batches(con: duckdb.DuckDBPyConnection, sealed: list[Path], run_id: s
             report.warnings.append(f"{name}/{unknown}: not a contract file, ignored")
         con.execute("commit")
     return report
+
+
+def unrecorded_batches(con: duckdb.DuckDBPyConnection, sealed: list[Path]) -> list[Path]:
+    """Sealed batches the ledger does not know by their current manifest (read-only)."""
+    seen = set(con.execute("select site, export_id, sha256 from audit.load_ledger where file = $f",
+                           {"f": MANIFEST}).fetchall())
+    return [batch for batch in sealed
+            if (batch.parent.name, batch.name, manifest_sha256(batch)) not in seen]
 
 
 def pending_files(con: duckdb.DuckDBPyConnection, landing_root: Path, file: str) -> list[BatchFile]:

@@ -2,7 +2,6 @@
 
 import json
 import os
-import shutil
 import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -66,8 +65,12 @@ def pod_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource,
     settings = warehouse.settings
     os.environ.update(settings.dbt_env())
     # Unit tests check the SQL's logic, not the data: the test suite runs them (tests/test_dbt_build.py).
+    # dbt's target folder lives in the warehouse, one per warehouse rather than one per run: its
+    # partial_parse.msgpack then matches the next run's profile (the working database's path is
+    # part of it), so a run whose settings are unchanged skips dbt's full parse.
     invocation = dbt.cli(["build", "--vars", json.dumps(settings.dbt_vars()),
-                          "--exclude-resource-type", "unit_test"], context=context)
+                          "--exclude-resource-type", "unit_test"], context=context,
+                         target_path=settings.dbt_target_dir)
     # dbt holds the database until it exits: gather its events, then count rows with our own
     # connection (dagster-dbt's row counts leave an adapter connection open in this process).
     events, failure = [], None
@@ -77,17 +80,8 @@ def pod_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource,
         failure = exc
     with warehouse.connect() as con:
         yield from (_with_row_count(con, invocation.manifest, event) for event in events)
-    _prune_invocation_targets(keep=3)
     if failure is not None:
         raise failure
-
-
-def _prune_invocation_targets(keep: int) -> None:
-    """dagster-dbt gives every invocation a target folder of its own: keep the newest few."""
-    folders = sorted((p for p in TARGET_DIR.glob("pod_dbt_models-*") if p.is_dir()),
-                     key=lambda p: p.stat().st_mtime, reverse=True)
-    for folder in folders[keep:]:
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _with_row_count(con: duckdb.DuckDBPyConnection, manifest: Mapping[str, Any], event: Any) -> Any:
