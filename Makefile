@@ -18,13 +18,15 @@ $(STAMP): pyproject.toml requirements.lock
 run: $(STAMP)
 	$(BIN)/pod run
 
-## test: pin check, lint, then the whole test suite (what CI runs)
+## test: pin check, lint, then the whole test suite in its two tiers (what CI runs); each tier
+## prints its own duration and slowest tests, and both run even when the first fails
 test: $(STAMP)
 	$(BIN)/python tools/check_pins.py
 	$(MAKE) --no-print-directory lint
-	$(BIN)/pytest
+	$(BIN)/pytest -m "not slow"; fast=$$?; $(BIN)/pytest -m slow; slow=$$?; \
+	    echo "make test: fast tier exit $$fast, slow tier exit $$slow"; test $$fast -eq 0 -a $$slow -eq 0
 
-## test-fast: the suite without the slow end-to-end tier
+## test-fast: the fast tier alone (unit, contract, dbt and small in-process pipeline tests)
 test-fast: $(STAMP)
 	$(BIN)/pytest -m "not slow"
 
