@@ -11,8 +11,8 @@ from importlib import metadata
 from pathlib import Path
 
 PYPROJECT = Path(__file__).resolve().parents[1] / "pyproject.toml"
-FAMILY = ("dagster", "dagster-webserver", "dagster-dbt", "dbt-core", "dbt-duckdb", "duckdb",
-          "great-expectations")
+FAMILY = ("dagster", "dagster-webserver", "dagster-dbt", "dagster-postgres", "dbt-core", "dbt-duckdb",
+          "duckdb", "great-expectations")
 
 
 def pins(pyproject: Path = PYPROJECT) -> dict[str, str]:
