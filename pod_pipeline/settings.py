@@ -9,6 +9,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
@@ -57,6 +58,11 @@ class Settings:
     site_protocols: dict[str, str] = field(default_factory=dict)
     # Time to relapse: acute-care episodes at most this many days apart form one spell (convention).
     relapse_merge_days: int = 7
+    # The shared deployment: the Dagster instance's storage, and a server the marts are also
+    # published to. None keeps the embedded defaults (SQLite under DAGSTER_HOME, DuckDB files).
+    # Never printed: they hold passwords (see masked_url).
+    dagster_postgres_url: str | None = field(default=None, repr=False)
+    publish_postgres_url: str | None = field(default=None, repr=False)
 
     @property
     def uses_demo_key(self) -> bool:
@@ -119,6 +125,10 @@ class Settings:
             completeness_min_due=_int(env, "POD_COMPLETENESS_MIN_DUE", 5, minimum=1),
             site_protocols=_site_protocols(env.get("POD_SITE_PROTOCOLS")),
             relapse_merge_days=_int(env, "POD_RELAPSE_MERGE_DAYS", 7, minimum=0),
+            # Dagster opens its storage with SQLAlchemy, which reads a bare postgresql:// as psycopg 3
+            # since 2.1; dagster-postgres brings psycopg2, so its URL names that driver.
+            dagster_postgres_url=_postgres_url(env, "POD_DAGSTER_POSTGRES_URL", "postgresql+psycopg2"),
+            publish_postgres_url=_postgres_url(env, "POD_PUBLISH_POSTGRES_URL", "postgresql"),
         )
 
     def dbt_vars(self) -> dict[str, str]:
@@ -172,6 +182,31 @@ def _site_protocols(value: str | None) -> dict[str, str]:
                                 f"protocol among {', '.join(known)}")
         assigned[site] = protocol
     return assigned
+
+
+def masked_url(url: str) -> str:
+    """A database URL fit for logs and messages: its password (in the user part or the query) hidden."""
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, _, host = netloc.rpartition("@")
+        user, colon, _ = userinfo.partition(":")
+        netloc = f"{user}{':***' if colon else ''}@{host}"
+    query = "&".join("password=***" if item.lower().startswith("password=") else item
+                     for item in parts.query.split("&")) if parts.query else ""
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def _postgres_url(env: dict[str, str], name: str, scheme: str) -> str | None:
+    """A PostgreSQL URL setting in the form its reader takes, or None when unset (embedded default)."""
+    value = env.get(name)
+    if not value:
+        return None
+    parts = urlsplit(value)
+    if parts.scheme != scheme or parts.path in ("", "/"):
+        raise SettingsError(f"{name}={masked_url(value)!r} is not a {scheme}://user:password@host:port/database "
+                            "URL")
+    return value
 
 
 def _int(env: dict[str, str], name: str, default: int, minimum: int) -> int:

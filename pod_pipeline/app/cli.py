@@ -47,6 +47,26 @@ def _ui(args: argparse.Namespace) -> int:
     return run_ui(host=args.host, port=args.port)
 
 
+def _instance(args: argparse.Namespace) -> int:
+    """What `pod ui` does first, for processes started otherwise (the shared deployment's units)."""
+    from pod_pipeline.app.recovery import recover_interrupted_runs
+    from pod_pipeline.app.runner import prepare_instance
+    from pod_pipeline.settings import Settings, SettingsError, masked_url
+
+    try:
+        settings = Settings.from_env()
+        instance = prepare_instance(settings)
+    except SettingsError as exc:
+        print(f"pod instance: {exc}", file=sys.stderr)
+        return 1
+    url = settings.dagster_postgres_url
+    storage = f"PostgreSQL ({masked_url(url)})" if url else f"SQLite under {settings.dagster_home}"
+    print(f"Dagster instance {settings.dagster_home / 'dagster.yaml'}: runs, event logs and ticks in {storage}")
+    for run_id in recover_interrupted_runs(instance):
+        print(f"pod instance: run {run_id} was interrupted (its process is gone): marked failed")
+    return 0
+
+
 def _bench(args: argparse.Namespace) -> int:
     from pod_devtools.bench.run import BASELINE_REF, DEFAULT_WORK, main
 
@@ -89,6 +109,11 @@ def build_parser() -> argparse.ArgumentParser:
     ui.add_argument("--host", default="127.0.0.1")
     ui.add_argument("--port", type=int, default=3000)
     ui.set_defaults(func=_ui)
+
+    instance = commands.add_parser("instance", help="write $DAGSTER_HOME/dagster.yaml for the current settings "
+                                                    "and fail runs whose process is gone, as `pod ui` does "
+                                                    "when it starts")
+    instance.set_defaults(func=_instance)
 
     bench = commands.add_parser("bench", help="measure full, incremental and no-op refreshes by size")
     bench.add_argument("--sizes", default="50 10000 100000 1000000",

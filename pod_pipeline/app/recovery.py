@@ -1,6 +1,7 @@
 """Runs of the project's instance that were killed part-way: found, marked failed, slots freed.
 
-Called before every `pod run` and `pod ui`, and every minute by a sensor while the UI runs.
+Called before every `pod run` and `pod ui`, every minute while `pod ui` runs, and by `pod instance`
+(which the shared deployment's timer runs every minute).
 """
 
 import os
@@ -15,8 +16,9 @@ def recover_interrupted_runs(instance: dg.DagsterInstance) -> list[str]:
     A run killed outright (SIGKILL, out of memory, a closed laptop) cannot report its own end: it
     stays STARTED, holds its `duckdb_writer` slot and, with one run at a time, blocks every later
     run. Each run event records the process id that wrote it, so a STARTED run whose process no
-    longer exists, or is a newer process reusing the id, was interrupted. The instance is local to
-    this machine (SQLite under DAGSTER_HOME), so its run processes are this machine's.
+    longer exists, or is a newer process reusing the id, was interrupted. Runs execute where the
+    warehouse is (its DuckDB file and lock are local), so their processes are this machine's even
+    when the instance is a shared PostgreSQL database (POD_DAGSTER_POSTGRES_URL).
     """
     recovered = []
     for record in instance.get_run_records(

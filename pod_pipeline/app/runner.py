@@ -3,7 +3,6 @@
 import contextlib
 import datetime as dt
 import os
-import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -11,26 +10,55 @@ from pathlib import Path
 
 import dagster as dg
 import duckdb
+import sqlalchemy.exc
+from dagster_postgres.utils import DagsterPostgresException
 from dagster_shared.error import SerializableErrorInfo
 
 from pod_pipeline import worklock
-from pod_pipeline.settings import Settings, SettingsError
+from pod_pipeline.settings import Settings, SettingsError, masked_url
 
 INSTANCE_TEMPLATE = Path(__file__).with_name("dagster.yaml")
+DAGSTER_POSTGRES_ENV = "POD_DAGSTER_POSTGRES_URL"
+# Appended to the template when the instance lives in PostgreSQL. The URL stays in the environment
+# of each process that opens the instance (Dagster reads it there), so no password is on disk.
+POSTGRES_STORAGE = f"""
+# Added by pod because {DAGSTER_POSTGRES_ENV} is set: runs, event logs, schedules and sensor ticks
+# are stored in PostgreSQL (dagster-postgres), shared by every process started with that setting.
+storage:
+  postgres:
+    postgres_url:
+      env: {DAGSTER_POSTGRES_ENV}
+"""
+
+
+def instance_yaml(settings: Settings) -> bytes:
+    """The instance's dagster.yaml: the project's template, plus PostgreSQL storage when set."""
+    template = INSTANCE_TEMPLATE.read_bytes()
+    return template + POSTGRES_STORAGE.encode() if settings.dagster_postgres_url else template
 
 
 def prepare_instance(settings: Settings) -> dg.DagsterInstance:
     """The project's Dagster instance (run history for the CLI and the UI alike)."""
     home = settings.dagster_home
+    content = instance_yaml(settings)
     try:
         home.mkdir(parents=True, exist_ok=True)
         target = home / "dagster.yaml"
-        if not target.exists() or target.read_bytes() != INSTANCE_TEMPLATE.read_bytes():
-            shutil.copyfile(INSTANCE_TEMPLATE, target)
+        if not target.exists() or target.read_bytes() != content:
+            target.write_bytes(content)
     except OSError as exc:
         raise SettingsError(f"cannot write the Dagster instance folder {home}: {exc.strerror}") from exc
     os.environ["DAGSTER_HOME"] = str(home)
-    return dg.DagsterInstance.get()
+    if settings.dagster_postgres_url:
+        os.environ[DAGSTER_POSTGRES_ENV] = settings.dagster_postgres_url
+    try:
+        return dg.DagsterInstance.get()
+    except (DagsterPostgresException, sqlalchemy.exc.OperationalError) as exc:
+        # dagster-postgres retries, then raises its own error; the server's reason is its cause.
+        cause = exc.__cause__ if isinstance(exc, DagsterPostgresException) and exc.__cause__ else exc
+        reason = str(getattr(cause, "orig", None) or cause).strip().splitlines()[0]
+        raise SettingsError(f"cannot open the Dagster instance in PostgreSQL ({DAGSTER_POSTGRES_ENV}="
+                            f"{masked_url(settings.dagster_postgres_url or '')}): {reason}") from exc
 
 
 def check_writable(path: Path) -> None:
