@@ -9,7 +9,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
@@ -186,15 +186,10 @@ def _site_protocols(value: str | None) -> dict[str, str]:
 
 def masked_url(url: str) -> str:
     """A database URL fit for logs and messages: its password (in the user part or the query) hidden."""
-    parts = urlsplit(url)
-    netloc = parts.netloc
-    if "@" in netloc:
-        userinfo, _, host = netloc.rpartition("@")
-        user, colon, _ = userinfo.partition(":")
-        netloc = f"{user}{':***' if colon else ''}@{host}"
-    query = "&".join("password=***" if item.lower().startswith("password=") else item
-                     for item in parts.query.split("&")) if parts.query else ""
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    userinfo, at, _ = urlsplit(url).netloc.rpartition("@")
+    if at and ":" in userinfo:
+        url = url.replace(f"{userinfo}@", f"{userinfo.partition(':')[0]}:***@", 1)
+    return re.sub(r"(?i)([?&]password=)[^&#]*", r"\1***", url)
 
 
 def _postgres_url(env: dict[str, str], name: str, scheme: str) -> str | None:

@@ -4,11 +4,12 @@ import dagster as dg
 import duckdb
 
 from pod_pipeline.analysis import analysis_assets
-from pod_pipeline.delivery import deliveries, publication
-from pod_pipeline.delivery.dictionary import dbt_docs
+from pod_pipeline.delivery import deliveries, publication, serving
+from pod_pipeline.delivery.dictionary import dbt_docs, model_descriptions
 from pod_pipeline.ingest.fingerprint import record_publication
 from pod_pipeline.markdown import markdown_table
 from pod_pipeline.resources import Warehouse
+from pod_pipeline.settings import Settings
 from pod_pipeline.transform.assets import ensure_dbt_manifest, pod_dbt_models
 
 GROUP = "delivery"
@@ -20,6 +21,29 @@ MART_KEYS = sorted(
     | {key for assets in analysis_assets for key in assets.keys if key.path[0] == "marts"},
     key=lambda key: key.path,
 )
+
+
+def postgres_target(settings: Settings) -> serving.Target | None:
+    """Where the marts are also served (POD_PUBLISH_POSTGRES_URL), with the docs for its comments:
+    dbt's for the dbt marts, the asset descriptions for those the analysis computes."""
+    if not settings.publish_postgres_url:
+        return None
+    manifest = ensure_dbt_manifest()
+    tables = {spec.key.path[1]: spec.description for assets in analysis_assets for spec in assets.specs
+              if spec.key.path[0] == "marts" and spec.description}
+    return serving.Target(settings.publish_postgres_url, table_docs=tables | model_descriptions(manifest),
+                          column_docs=dbt_docs(manifest))
+
+
+def _served_metadata(served: serving.Served | None) -> dict:
+    if served is None:
+        return {}
+    return {
+        "postgres": dg.MetadataValue.text(served.url),
+        "postgres_sites": dg.MetadataValue.text(", ".join(served.sites)),
+        "postgres_waited_for_readers_s": round(served.waited_seconds, 1),
+        "postgres_columns_without_comment": served.columns_without_comment,
+    }
 
 
 class DeliveryConfig(dg.Config):
@@ -36,11 +60,15 @@ class DeliveryConfig(dg.Config):
 def published_marts(
     context: dg.AssetExecutionContext, warehouse: Warehouse
 ) -> dg.MaterializeResult:
-    """Analysts' copy of every mart: pod_marts.duckdb and marts/*.parquet, swapped in atomically."""
+    """Analysts' copy of every mart: pod_marts.duckdb, marts/*.parquet (and PostgreSQL), swapped in atomically."""
     settings = warehouse.settings
-    with warehouse.connect() as con:
-        done = publication.publish(con, settings.published_db, context.run_id)
-        fingerprint = record_publication(con, settings, context.run_id)
+    try:
+        with warehouse.connect() as con:
+            done = publication.publish(con, settings.published_db, context.run_id,
+                                       postgres=postgres_target(settings))
+            fingerprint = record_publication(con, settings, context.run_id)
+    except serving.ServingError as exc:
+        raise dg.Failure(description=str(exc)) from exc
     return dg.MaterializeResult(
         metadata={
             "tables": len(done.rows),
@@ -54,6 +82,7 @@ def published_marts(
                 markdown_table(["table", "rows"], sorted(done.rows.items()))
             ),
             "query": dg.MetadataValue.text(f"duckdb -readonly {done.database}"),
+            **_served_metadata(done.served),
         }
     )
 

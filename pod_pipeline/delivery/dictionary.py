@@ -47,6 +47,14 @@ def dbt_docs(manifest_path: Path, schema: str = "marts") -> dict[str, dict[str, 
     return docs
 
 
+def model_descriptions(manifest_path: Path, schema: str = "marts") -> dict[str, str]:
+    """The description of each dbt model built into `schema` (its first line states the grain)."""
+    nodes = json.loads(Path(manifest_path).read_text(encoding="utf-8")).get("nodes", {})
+    return {node.get("alias") or node["name"]: " ".join(node.get("description", "").split())
+            for node in nodes.values()
+            if node.get("resource_type") == "model" and node.get("schema") == schema}
+
+
 def _unit_or_codes(meta: dict, accepted: list | None) -> str:
     parts = []
     if meta.get("unit"):

@@ -11,6 +11,10 @@ symbolic link to the current release, replaced by another link with os.replace. 
 be swapped atomically in place, but a link can; a reader that resolves the link once
 (`os.path.realpath`) reads one consistent release even while the next is being published. The
 newest KEEP_RELEASES releases are kept, so a slow reader's release is not deleted under it.
+
+With POD_PUBLISH_POSTGRES_URL the same release is also served from PostgreSQL (serving.py), swapped
+in after both files are written and before either is moved into place: a failure there leaves all
+three publications as they were.
 """
 
 import datetime as dt
@@ -21,6 +25,7 @@ from pathlib import Path
 
 import duckdb
 
+from pod_pipeline.delivery import serving
 from pod_pipeline.sql import lit
 
 SCHEMA = "marts"
@@ -41,6 +46,7 @@ class Publication:
     release: Path
     rows: dict[str, int]
     published_at: dt.datetime
+    served: serving.Served | None = None
 
 
 def mart_tables(con: duckdb.DuckDBPyConnection, schema: str = SCHEMA) -> list[str]:
@@ -58,8 +64,10 @@ def release_id(published_at: dt.datetime, run_id: str) -> str:
     return f"{published_at:%Y%m%dT%H%M%SZ}-{run_id[:8]}"
 
 
-def publish(con: duckdb.DuckDBPyConnection, target: Path, run_id: str) -> Publication:
-    """Copy every table of the working database's marts schema to `target` and a Parquet release."""
+def publish(con: duckdb.DuckDBPyConnection, target: Path, run_id: str,
+            postgres: serving.Target | None = None) -> Publication:
+    """Copy every table of the working database's marts schema to `target` and a Parquet release
+    (and to PostgreSQL, when `postgres` says where)."""
     tables = mart_tables(con)
     if not tables:
         raise PublicationError(
@@ -71,9 +79,12 @@ def publish(con: duckdb.DuckDBPyConnection, target: Path, run_id: str) -> Public
     staged_db = warehouse / f"{_STAGED_PREFIX}{release.name}.duckdb"
     staged_release = release.with_name(f".{release.name}.partial")
     _remove_leftovers(warehouse)
+    served = None
     try:
         rows = _write_database(con, tables, staged_db)
         _write_parquet(con, tables, staged_release)
+        if postgres is not None:
+            served = serving.serve(con, tables, postgres, release.name, scratch=warehouse)
         staged_release.rename(release)
         os.replace(staged_db, target)
         _point_link(warehouse / PARQUET_LINK, release)
@@ -83,7 +94,7 @@ def publish(con: duckdb.DuckDBPyConnection, target: Path, run_id: str) -> Public
         shutil.rmtree(staged_release, ignore_errors=True)
     _fsync(warehouse)  # the renames themselves survive a power cut
     _prune_releases(warehouse / RELEASES, keep=release)
-    return Publication(target, warehouse / PARQUET_LINK, release, rows, published_at)
+    return Publication(target, warehouse / PARQUET_LINK, release, rows, published_at, served)
 
 
 STORAGE_VERSION = "v1.0.0"
@@ -153,6 +164,8 @@ def _remove_leftovers(warehouse: Path) -> None:
         shutil.rmtree(path)
     for path in warehouse.glob(f".{PARQUET_LINK}.link-*"):
         path.unlink()
+    for path in warehouse.glob(f"{serving.SCRATCH_PREFIX}*"):
+        shutil.rmtree(path)
 
 
 def _fsync(path: Path) -> None:
