@@ -1,4 +1,5 @@
-"""A throwaway PostgreSQL server for the tests, from the machine's own PostgreSQL binaries.
+"""A throwaway PostgreSQL server for the tests, from the machine's own PostgreSQL binaries, and
+the comparison of a served table with its DuckDB original.
 
 `initdb` into a fresh folder, `pg_ctl start` on a free local port (TCP on 127.0.0.1 only, its
 socket in that folder, trust authentication), and `pg_ctl stop -m fast` at the end. PostgreSQL
@@ -7,6 +8,9 @@ and its folder belongs to that user; otherwise it runs as whoever runs the tests
 """
 
 import contextlib
+import datetime as dt
+import decimal
+import math
 import os
 import pwd
 import shutil
@@ -14,11 +18,14 @@ import socket
 import subprocess
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import duckdb
 import psycopg2
+import pytest
 
 SUPERUSER = "postgres"
 BINARIES = ("initdb", "pg_ctl", "postgres")
@@ -108,6 +115,17 @@ class PostgresServer:
 
 
 @contextlib.contextmanager
+def server_for_tests() -> Iterator[PostgresServer]:
+    """A running server, or a failed test saying what is missing (CI has the binaries)."""
+    bin_dir = find_binaries()
+    if bin_dir is None:
+        pytest.fail("PostgreSQL server binaries (initdb, pg_ctl, postgres) are not on PATH nor in "
+                    "/usr/lib/postgresql/<version>/bin: install the postgresql package")
+    with running_server(bin_dir) as server:
+        yield server
+
+
+@contextlib.contextmanager
 def running_server(bin_dir: Path) -> Iterator[PostgresServer]:
     """A started server in a folder of its own, stopped and removed afterwards, however the tests end."""
     user = pwd.getpwnam(SUPERUSER) if os.geteuid() == 0 else None
@@ -137,3 +155,38 @@ def _wait_until_ready(server: PostgresServer, seconds: float = 30) -> None:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.2)
+
+
+def comparable(value: object) -> object:
+    """A value as either database's Python client returns it, made comparable (NaN equals NaN)."""
+    if isinstance(value, float) and math.isnan(value):
+        return "NaN"
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, int):
+        return decimal.Decimal(value)  # PostgreSQL's numeric for DuckDB's wider integers
+    if isinstance(value, list):
+        return tuple(comparable(v) for v in value)
+    if isinstance(value, dt.datetime) and value.tzinfo is not None:
+        return value.astimezone(dt.UTC)
+    if isinstance(value, uuid.UUID):
+        return str(value)  # psycopg2 returns uuid as text unless told otherwise
+    return value
+
+
+def _sorted(rows: list[tuple]) -> list[tuple]:
+    comparable_rows = [tuple(comparable(v) for v in row) for row in rows]
+    return sorted(comparable_rows, key=lambda row: tuple((v is None, repr(v)) for v in row))
+
+
+def duckdb_rows(path: Path, table: str, where: str = "") -> list[tuple]:
+    """Every row of marts.<table> in a DuckDB file, comparable and sorted."""
+    with duckdb.connect(str(path), read_only=True) as con:
+        return _sorted(con.execute(f'select * from marts."{table}" {where}').fetchall())
+
+
+def postgres_rows(pg: "psycopg2.extensions.connection", table: str) -> list[tuple]:
+    """Every row of marts.<table> that the connection's role may see, comparable and sorted."""
+    with pg.cursor() as cur:
+        cur.execute(f'select * from marts."{table}"')
+        return _sorted(cur.fetchall())

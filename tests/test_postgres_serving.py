@@ -6,14 +6,10 @@ run does, into a database of its own owned by a non-superuser pipeline role.
 """
 
 import contextlib
-import datetime as dt
-import decimal
 import hashlib
 import itertools
-import math
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -22,7 +18,7 @@ import duckdb
 import psycopg2
 import psycopg2.errors
 import pytest
-from postgres_server import PostgresServer, find_binaries, running_server
+from postgres_server import PostgresServer, duckdb_rows, postgres_rows, server_for_tests
 from synthetic_marts import write_synthetic_marts
 
 from pod_pipeline.delivery import publication, serving
@@ -42,11 +38,7 @@ _databases = itertools.count()
 @pytest.fixture(scope="module")
 def postgres() -> Iterator[PostgresServer]:
     """One server for the module; the pipeline's role may create roles but is not a superuser."""
-    bin_dir = find_binaries()
-    if bin_dir is None:
-        pytest.fail("PostgreSQL server binaries (initdb, pg_ctl, postgres) are not on PATH nor in "
-                    "/usr/lib/postgresql/<version>/bin: install the postgresql package")
-    with running_server(bin_dir) as server:
+    with server_for_tests() as server:
         server.execute(f"create role {PIPELINE_ROLE} login createrole")
         yield server
 
@@ -136,40 +128,6 @@ def served_tables(settings: Settings) -> list[str]:
     with session(settings) as pg, pg.cursor() as cur:
         cur.execute("select tablename from pg_tables where schemaname = 'marts' order by 1")
         return [name for (name,) in cur.fetchall()]
-
-
-def comparable(value: object) -> object:
-    """Values as both databases' Python clients return them, made comparable (NaN equals NaN)."""
-    if isinstance(value, float) and math.isnan(value):
-        return "NaN"
-    if isinstance(value, bool) or value is None:
-        return value
-    if isinstance(value, int):
-        return decimal.Decimal(value)  # PostgreSQL's numeric for DuckDB's wider integers
-    if isinstance(value, list):
-        return tuple(comparable(v) for v in value)
-    if isinstance(value, dt.datetime) and value.tzinfo is not None:
-        return value.astimezone(dt.UTC)
-    if isinstance(value, uuid.UUID):
-        return str(value)  # psycopg2 returns uuid as text unless told otherwise
-    return value
-
-
-def sort_key(row: tuple) -> tuple:
-    return tuple((v is None, repr(v)) for v in row)
-
-
-def duckdb_rows(path: Path, table: str, where: str = "") -> list[tuple]:
-    with duckdb.connect(str(path), read_only=True) as con:
-        rows = con.execute(f'select * from marts."{table}" {where}').fetchall()
-    return sorted((tuple(comparable(v) for v in row) for row in rows), key=sort_key)
-
-
-def postgres_rows(pg: "psycopg2.extensions.connection", table: str) -> list[tuple]:
-    with pg.cursor() as cur:
-        cur.execute(f'select * from marts."{table}"')
-        rows = cur.fetchall()
-    return sorted((tuple(comparable(v) for v in row) for row in rows), key=sort_key)
 
 
 def served_state(settings: Settings) -> dict[str, str]:
