@@ -1,8 +1,8 @@
-"""The shared deployment end to end: `pod run` and `pod ui` on one Dagster instance in PostgreSQL
-(POD_DAGSTER_POSTGRES_URL), the marts served from PostgreSQL too (POD_PUBLISH_POSTGRES_URL).
+"""The Dagster instance in PostgreSQL (POD_DAGSTER_POSTGRES_URL), against a real throwaway server.
 
-One real run of the bundled sample, as `pod run` on the command line; then `pod ui` on the same
-settings, asked over its GraphQL API for that run and for the ticks its daemon's sensor made.
+End to end (slow): one real run of the bundled sample, as `pod run` on the command line, with the
+marts served from PostgreSQL too (POD_PUBLISH_POSTGRES_URL); then `pod ui` on the same settings,
+asked over its GraphQL API for that run and for the ticks its daemon's sensor made.
 """
 
 import json
@@ -21,11 +21,10 @@ import psycopg2
 import pytest
 from postgres_server import PostgresServer, duckdb_rows, free_port, postgres_rows, server_for_tests
 
+from pod_pipeline.app.runner import INSTANCE_TEMPLATE, prepare_instance
 from pod_pipeline.app.ui import start_ui, stop_ui
 from pod_pipeline.delivery import publication
-from pod_pipeline.settings import PROJECT_ROOT, SAMPLE_LANDING_DIR, Settings
-
-pytestmark = pytest.mark.slow
+from pod_pipeline.settings import PROJECT_ROOT, SAMPLE_LANDING_DIR, Settings, SettingsError
 
 PASSWORD = "instance-Pw-7c1e-never-on-disk"  # trust authentication ignores it; nothing may keep it
 LOCATION = "pod_pipeline"  # [tool.dagster] code_location_name
@@ -38,6 +37,44 @@ def postgres() -> Iterator[PostgresServer]:
         server.execute("create role pod_pipeline login createrole", "create database dagster",
                        "create database pod owner pod_pipeline")
         yield server
+
+
+def dagster_url(postgres: PostgresServer, database: str = "dagster") -> str:
+    return postgres.url(database=database, password=PASSWORD).replace("postgresql://", "postgresql+psycopg2://")
+
+
+def test_without_the_setting_the_instance_is_the_embedded_sqlite_one(pod_env: Path) -> None:
+    instance = prepare_instance(Settings.from_env())
+    assert (pod_env / "dagster_home" / "dagster.yaml").read_bytes() == INSTANCE_TEMPLATE.read_bytes()
+    assert type(instance.run_storage).__name__ == "SqliteRunStorage"
+
+
+def test_with_the_setting_the_instance_stores_everything_in_postgresql(
+    pod_env: Path, postgres: PostgresServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    postgres.execute("create database dagster_settings")
+    monkeypatch.setenv("POD_DAGSTER_POSTGRES_URL", dagster_url(postgres, "dagster_settings"))
+    instance = prepare_instance(Settings.from_env())
+    written = (pod_env / "dagster_home" / "dagster.yaml").read_text()
+    assert written.startswith(INSTANCE_TEMPLATE.read_text()) and "env: POD_DAGSTER_POSTGRES_URL" in written
+    assert PASSWORD not in written and str(postgres.port) not in written
+    assert [type(storage).__name__ for storage in (
+        instance.run_storage, instance.event_log_storage, instance.schedule_storage)] == [
+        "PostgresRunStorage", "PostgresEventLogStorage", "PostgresScheduleStorage"]
+    # Unset again, the instance is the embedded one again.
+    monkeypatch.delenv("POD_DAGSTER_POSTGRES_URL")
+    prepare_instance(Settings.from_env())
+    assert (pod_env / "dagster_home" / "dagster.yaml").read_bytes() == INSTANCE_TEMPLATE.read_bytes()
+
+
+def test_an_unreachable_instance_database_is_named_with_its_setting_not_its_password(
+    pod_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("POD_DAGSTER_POSTGRES_URL",
+                       f"postgresql+psycopg2://pod:{PASSWORD}@127.0.0.1:{free_port()}/dagster")
+    with pytest.raises(SettingsError, match="POD_DAGSTER_POSTGRES_URL=.*pod:\\*\\*\\*@.*refused") as refused:
+        prepare_instance(Settings.from_env())
+    assert PASSWORD not in str(refused.value)
 
 
 def graphql(url: str, query: str) -> dict:
@@ -61,6 +98,7 @@ def wait_for(what: str, probe, seconds: float, process: subprocess.Popen, log: P
     pytest.fail(f"{what} within {seconds} s; pod ui's log ends:\n{log.read_text()[-3000:]}")
 
 
+@pytest.mark.slow
 def test_pod_run_and_pod_ui_share_one_instance_in_postgresql(
     postgres: PostgresServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -70,8 +108,7 @@ def test_pod_run_and_pod_ui_share_one_instance_in_postgresql(
         "DAGSTER_HOME": str(data / "dagster_home"),
         "POD_LANDING_DIR": str(SAMPLE_LANDING_DIR),
         "POD_REFERENCE_DATE": "2026-11-25",
-        "POD_DAGSTER_POSTGRES_URL": postgres.url(database="dagster", password=PASSWORD).replace(
-            "postgresql://", "postgresql+psycopg2://"),
+        "POD_DAGSTER_POSTGRES_URL": dagster_url(postgres),
         "POD_PUBLISH_POSTGRES_URL": postgres.url("pod_pipeline", "pod", PASSWORD),
     }
     run = subprocess.run([sys.executable, "-m", "pod_pipeline.app.cli", "run"], env=env, cwd=PROJECT_ROOT,

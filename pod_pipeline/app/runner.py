@@ -45,7 +45,10 @@ def prepare_instance(settings: Settings) -> dg.DagsterInstance:
         home.mkdir(parents=True, exist_ok=True)
         target = home / "dagster.yaml"
         if not target.exists() or target.read_bytes() != content:
-            target.write_bytes(content)
+            # Replaced in one rename: the shared deployment's processes may start side by side.
+            staged = home / f".dagster.yaml.{os.getpid()}"
+            staged.write_bytes(content)
+            os.replace(staged, target)
     except OSError as exc:
         raise SettingsError(f"cannot write the Dagster instance folder {home}: {exc.strerror}") from exc
     os.environ["DAGSTER_HOME"] = str(home)
