@@ -115,6 +115,7 @@ def test_pod_run_and_pod_ui_share_one_instance_in_postgresql(
                          capture_output=True, text=True, timeout=1200)
     assert run.returncode == 0, run.stdout + run.stderr
     run_id = re.search(r"POD pipeline run (\S+): SUCCESS", run.stdout).group(1)
+    assert f"postgresql: postgresql://pod_pipeline:***@127.0.0.1:{postgres.port}/pod, schema marts" in run.stdout
 
     # The instance is PostgreSQL's: the run and its events are there, no SQLite storage was made,
     # and the password is in no file the run wrote (dagster.yaml names the variable instead).

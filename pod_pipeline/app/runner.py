@@ -308,6 +308,8 @@ def _tables_of(settings: Settings, database: Path) -> list[str]:
     lines = [f"\n{label}: {database}", f"  query: duckdb -readonly {database}"]
     if (settings.warehouse_dir / "marts").exists():
         lines.append(f"  parquet: {settings.warehouse_dir / 'marts'}/<table>.parquet")
+    if settings.publish_postgres_url and database == settings.published_db:
+        lines.append(f"  postgresql: {masked_url(settings.publish_postgres_url)}, schema marts")
     with duckdb.connect(str(database), read_only=True) as con:
         tables = con.execute("select table_name from information_schema.tables where table_schema = 'marts' "
                              "order by table_name").fetchall()
