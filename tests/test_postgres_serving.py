@@ -467,7 +467,8 @@ def test_a_failed_publication_leaves_the_served_marts_as_they_were(settings: Set
     assert not result.success
     failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
     message = failure.event_specific_data.error.message
-    assert "POD_PUBLISH_POSTGRES_URL" in message and "zz_refused" not in served_tables(settings)
+    assert "POD_PUBLISH_POSTGRES_URL" in message and "COPY zz_refused, line 1" in message
+    assert "zz_refused" not in served_tables(settings)
     assert PASSWORD not in message and "***" in message
     assert served_state(settings) == before
     assert hashlib.sha256(settings.published_db.read_bytes()).hexdigest() == before_db

@@ -164,8 +164,11 @@ def serve(con: duckdb.DuckDBPyConnection, tables: list[str], target: Target, rel
 
 
 def _first_line(exc: BaseException) -> str:
+    """The server's reason, and where it arose when it says (a COPY names its table and line)."""
     text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+    reason = text.splitlines()[0] if text else type(exc).__name__
+    context = getattr(getattr(exc, "diag", None), "context", None)
+    return f"{reason} ({context.splitlines()[0]})" if context else reason
 
 
 def _columns(con: duckdb.DuckDBPyConnection, table: str) -> list[_Column]:
