@@ -1,5 +1,6 @@
 """Shared fixtures: every test that builds anything gets its own data folder."""
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -43,3 +44,13 @@ def story(tmp_path_factory: pytest.TempPathFactory):
     import scenario
 
     return scenario.tell(tmp_path_factory.mktemp("story"))
+
+
+@pytest.fixture(autouse=True, scope="session")
+def no_shared_deployment() -> Iterator[None]:
+    """A developer's shared deployment is never the tests': PostgreSQL is reached only by the tests
+    that start a server of their own (tests/postgres_server.py) and name it themselves."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name in ("POD_DAGSTER_POSTGRES_URL", "POD_PUBLISH_POSTGRES_URL"):
+            patch.delenv(name, raising=False)
+        yield
