@@ -25,6 +25,7 @@ from pod_pipeline.delivery import publication, serving
 from pod_pipeline.delivery.assets import PUBLISHED_KEY, postgres_target, published_marts
 from pod_pipeline.delivery.dictionary import dbt_docs, model_descriptions
 from pod_pipeline.ingest import ledger
+from pod_pipeline.ingest.fingerprint import fingerprint, last_published_fingerprint
 from pod_pipeline.resources import Warehouse, connect
 from pod_pipeline.settings import Settings, SettingsError, masked_url
 from pod_pipeline.transform.assets import ensure_dbt_manifest
@@ -432,6 +433,20 @@ def test_a_site_role_reads_only_its_own_sites_rows_of_the_site_tables(settings: 
     grant_login(settings, "manager_slam", serving.site_role("slam"))
     with session(settings, "manager_slam") as manager:
         assert all(postgres_rows(manager, table) == [] for table in SITE_TABLES)
+
+
+def test_a_new_server_to_serve_from_makes_the_next_run_publish_again(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server is part of what a run's outputs depend on, so a run with no new data still fills it."""
+    build_marts(settings, participants=10)
+    assert publish().success
+    with connect(settings) as con:
+        assert last_published_fingerprint(con) == fingerprint(con, settings)
+        monkeypatch.delenv("POD_PUBLISH_POSTGRES_URL")
+        assert fingerprint(con, Settings.from_env()) != fingerprint(con, settings)
+        monkeypatch.setenv("POD_PUBLISH_POSTGRES_URL", settings.publish_postgres_url.replace(PASSWORD, "rotated"))
+        assert fingerprint(con, Settings.from_env()) == fingerprint(con, settings), "a new password is no new server"
 
 
 def test_republishing_is_idempotent_and_keeps_roles_and_grants(settings: Settings) -> None:

@@ -9,7 +9,7 @@ import duckdb
 from pod_pipeline import __version__
 from pod_pipeline.ingest import landing, ledger
 from pod_pipeline.ingest.specs import SPECS
-from pod_pipeline.settings import DBT_PROJECT_DIR, EXPECTATIONS_DIR, PROJECT_ROOT, Settings
+from pod_pipeline.settings import DBT_PROJECT_DIR, EXPECTATIONS_DIR, PROJECT_ROOT, Settings, masked_url
 from pod_pipeline.sql import table_exists
 
 STATE_DDL = """
@@ -45,6 +45,8 @@ def code_version() -> str:
 def fingerprint(con: duckdb.DuckDBPyConnection, settings: Settings) -> str:
     """Hash of the loaded data (the ledger's head), the run's settings and the code."""
     parts = [ledger.head(con), *(f"{k}={v}" for k, v in sorted(settings.dbt_vars().items())), code_version()]
+    if settings.publish_postgres_url:  # a server to serve from is an output: a new one is filled at once
+        parts.append(f"publish_postgres={masked_url(settings.publish_postgres_url)}")
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
