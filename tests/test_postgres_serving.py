@@ -323,7 +323,7 @@ def test_a_reader_in_a_transaction_sees_the_old_marts_until_it_ends(settings: Se
         # The publisher now retries the swap; new readers meanwhile are served at once, never
         # queued behind a swap waiting for its locks.
         slowest = max(_seconds(lambda: counts(fresh)) for _ in _for_seconds(3))
-        assert slowest < 1, f"a new reader waited {slowest:.1f} s"
+        assert slowest < 2.5, f"a new reader waited {slowest:.1f} s"  # queued, it would wait 5 s
         assert publisher.is_alive() and counts(fresh) == old, "swapped under an open reader"
         assert counts(reading) == old
         reading.commit()

@@ -142,8 +142,8 @@ def serve(con: duckdb.DuckDBPyConnection, tables: list[str], target: Target, rel
     step = "preparing"
     try:
         pg.set_client_encoding("UTF8")
-        step = "creating roles"
         _drop_stale_staged(pg)
+        step = "creating roles"
         _ensure_roles(pg, [ANALYST_ROLE, *roles.values()])
         step = "loading"
         with tempfile.TemporaryDirectory(dir=scratch, prefix=SCRATCH_PREFIX) as folder:
@@ -240,7 +240,7 @@ def _load(pg: "psycopg2.extensions.connection", con: duckdb.DuckDBPyConnection, 
                         f"to {lit(str(path))} (format csv, header false, force_quote *)")
             with path.open("rb") as handle:
                 cur.copy_expert(sql.SQL("copy {} ({}) from stdin with (format csv)").format(
-                    name, sql.SQL(", ").join(sql.Identifier(c.name) for c in cols)), handle)
+                    name, sql.SQL(", ").join(sql.Identifier(c.name) for c in cols)), handle, size=1 << 20)
             rows[table] = cur.rowcount
             path.unlink()
             expected = con.execute(f"select count(*) from {SCHEMA}.{q(table)}").fetchall()[0][0]
