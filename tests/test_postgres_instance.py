@@ -19,6 +19,7 @@ import dagster as dg
 import duckdb
 import psycopg2
 import pytest
+import yaml
 from postgres_server import PostgresServer, duckdb_rows, free_port, postgres_rows, server_for_tests
 
 from pod_pipeline.app.runner import INSTANCE_TEMPLATE, prepare_instance
@@ -56,7 +57,9 @@ def test_with_the_setting_the_instance_stores_everything_in_postgresql(
     monkeypatch.setenv("POD_DAGSTER_POSTGRES_URL", dagster_url(postgres, "dagster_settings"))
     instance = prepare_instance(Settings.from_env())
     written = (pod_env / "dagster_home" / "dagster.yaml").read_text()
-    assert written.startswith(INSTANCE_TEMPLATE.read_text()) and "env: POD_DAGSTER_POSTGRES_URL" in written
+    # The project's settings, with the storage (and only the storage) PostgreSQL's, read from the variable.
+    assert yaml.safe_load(written) == yaml.safe_load(INSTANCE_TEMPLATE.read_text()) | {
+        "storage": {"postgres": {"postgres_url": {"env": "POD_DAGSTER_POSTGRES_URL"}}}}
     assert PASSWORD not in written and str(postgres.port) not in written
     assert [type(storage).__name__ for storage in (
         instance.run_storage, instance.event_log_storage, instance.schedule_storage)] == [

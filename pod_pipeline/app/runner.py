@@ -11,6 +11,7 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 import sqlalchemy.exc
+import yaml
 from dagster_postgres.utils import DagsterPostgresException
 from dagster_shared.error import SerializableErrorInfo
 
@@ -19,22 +20,24 @@ from pod_pipeline.settings import Settings, SettingsError, masked_url
 
 INSTANCE_TEMPLATE = Path(__file__).with_name("dagster.yaml")
 DAGSTER_POSTGRES_ENV = "POD_DAGSTER_POSTGRES_URL"
-# Appended to the template when the instance lives in PostgreSQL. The URL stays in the environment
-# of each process that opens the instance (Dagster reads it there), so no password is on disk.
-POSTGRES_STORAGE = f"""
-# Added by pod because {DAGSTER_POSTGRES_ENV} is set: runs, event logs, schedules and sensor ticks
-# are stored in PostgreSQL (dagster-postgres), shared by every process started with that setting.
-storage:
-  postgres:
-    postgres_url:
-      env: {DAGSTER_POSTGRES_ENV}
+# With the instance in PostgreSQL, the template's storage section is replaced by this one. The URL
+# stays in the environment of each process that opens the instance (Dagster reads it there), so no
+# password is written to disk.
+POSTGRES_STORAGE = {"postgres": {"postgres_url": {"env": DAGSTER_POSTGRES_ENV}}}
+POSTGRES_HEADER = f"""\
+# Written by pod from pod_pipeline/app/dagster.yaml, where each setting is explained, with its
+# storage replaced because {DAGSTER_POSTGRES_ENV} is set: runs, event logs, schedules and sensor
+# ticks are stored in PostgreSQL (dagster-postgres), shared by every process given that setting.
 """
 
 
 def instance_yaml(settings: Settings) -> bytes:
-    """The instance's dagster.yaml: the project's template, plus PostgreSQL storage when set."""
+    """The instance's dagster.yaml: the project's template, its storage PostgreSQL's when set."""
     template = INSTANCE_TEMPLATE.read_bytes()
-    return template + POSTGRES_STORAGE.encode() if settings.dagster_postgres_url else template
+    if not settings.dagster_postgres_url:
+        return template
+    config = yaml.safe_load(template) | {"storage": POSTGRES_STORAGE}
+    return (POSTGRES_HEADER + yaml.safe_dump(config, sort_keys=False)).encode()
 
 
 def prepare_instance(settings: Settings) -> dg.DagsterInstance:
