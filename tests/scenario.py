@@ -45,7 +45,7 @@ from pod_pipeline.delivery.assets import DELIVERY_KEY
 from pod_pipeline.ingest import ledger
 from pod_pipeline.ingest.batch_manifest import KNOWN_FILES, seal_batch
 from pod_pipeline.ingest.checks import conservation_failures
-from pod_pipeline.settings import DBT_PROJECT_DIR, Settings
+from pod_pipeline.settings import Settings
 
 KEY = "pod-story-key-7f3a9c1e5b2d4068a1c3e5f7-RECOGNISABLE"
 REFERENCE_DATE = "2026-11-25"
@@ -231,16 +231,21 @@ def process_group_runs_dbt(pgid: int) -> bool:
     return False
 
 
-def tables_built(run_id: str) -> int:
-    """Tables the run's `dbt build` has written so far, from its invocation's own dbt.log."""
-    logs = DBT_PROJECT_DIR.glob(f"target/{DBT_STEP}-{run_id[:7]}-*/dbt.log")
-    return max((log.read_text(errors="replace").count("OK created sql table model")
-                for log in logs), default=0)
+def tables_built(dbt_log: Path, offset: int) -> int:
+    """Tables a `dbt build` has written so far: the warehouse's dbt.log (dbt_target/) past
+    `offset`, its size before the run started (earlier runs of the warehouse wrote the rest)."""
+    if not dbt_log.exists():
+        return 0
+    with dbt_log.open("rb") as handle:
+        handle.seek(offset)
+        return handle.read().decode(errors="replace").count("OK created sql table model")
 
 
 def kill_during_dbt(story: "Story", env: dict[str, str], logs: Path) -> dict[str, Any]:
     """`pod run` in its own process group, SIGKILLed (the whole group) in the middle of its
     `dbt build`: once dbt runs in the group and has written a few tables to the database."""
+    dbt_log = story.warehouse / "dbt_target" / "dbt.log"
+    offset = dbt_log.stat().st_size if dbt_log.exists() else 0
     with (logs / "killed.out").open("wb") as out:
         run = subprocess.Popen([str(POD), "run"], env=env, stdout=out, stderr=subprocess.STDOUT,
                                start_new_session=True)
@@ -257,11 +262,11 @@ def kill_during_dbt(story: "Story", env: dict[str, str], logs: Path) -> dict[str
         with pipeline_env(story.data, story.landing):
             (started,) = prepare_instance(Settings.from_env()).get_runs(
                 filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED]))
-        wait_for(lambda: tables_built(started.run_id) >= 3, "dbt wrote tables")
+        wait_for(lambda: tables_built(dbt_log, offset) >= 3, "dbt wrote tables")
         os.killpg(run.pid, signal.SIGKILL)
         run.wait()
     return {"returncode": run.returncode, "run_id": started.run_id,
-            "tables_built_before_kill": tables_built(started.run_id)}
+            "tables_built_before_kill": tables_built(dbt_log, offset)}
 
 
 def run_events(instance: dg.DagsterInstance, run_id: str) -> list[tuple[str, str | None]]:

@@ -68,6 +68,7 @@ def test_blank_lines_are_not_records(tmp_path: Path) -> None:
     [
         (b"a,b\n1,2\n", "missing_column", None, "c"),
         (b"a,b,c,a\n1,2,3,4\n", "duplicate_column", None, "a"),
+        (b"a,b,c,\n1,2,3,\n", "unnamed_column", None, None),
         (b"", "empty_file", None, None),
         (b"a,b,c\n1,2,3\n4,\xff,6\n", "not_utf8", 3, None),
         (b"a,b,c\n1,2,3\n4,5,\xe2\x82", "not_utf8", 3, None),

@@ -121,6 +121,10 @@ def read_header(path: Path, required: list[str]) -> tuple[list[str], list[str]]:
             raise FileRejected("empty_file", f"{path}: header row unreadable: {exc}") from exc
     if not header or header == [""]:
         raise FileRejected("empty_file", f"{path}: the header row is blank")
+    for number, name in enumerate(header, start=1):
+        if name == "":
+            raise FileRejected("unnamed_column", f"{path}: column {number} of the header has no name "
+                               "(a trailing comma in the header row adds one)")
     seen: set[str] = set()
     for name in header:
         if name in seen:

@@ -34,6 +34,8 @@ REASONS: dict[str, Reason] = {
                "Add the named column; header names are case-sensitive."),
         Reason("duplicate_column", "file", "A column name appears twice in the header.",
                "Remove or rename the repeated column."),
+        Reason("unnamed_column", "file", "A column in the header has no name (a trailing comma in "
+               "the header row adds one).", "Name the column, or remove it and its values."),
         Reason("malformed_row", "row", "The row does not have the header's number of fields "
                "(often a stray comma or an unclosed quote).",
                "Quote fields that contain commas, quotes or line breaks."),
