@@ -629,7 +629,10 @@ def test_messy_plants_every_reason_once_per_unit(messy: Path) -> None:
     planted = _planted(messy)
     entries = planted["quarantine"]
     assert set(planted) == {"quarantine", "expect"}
-    assert {e["reason"] for e in entries} == set(REASONS)
+    # unnamed_column (a header column with no name) came after the messy zone was pinned: the e2e
+    # test compares that zone's marts with a snapshot taken by the code before issue 14, which
+    # crashed on it. tests/test_csvfile.py and the hypothesis test in test_hostile_input.py plant it.
+    assert {e["reason"] for e in entries} == set(REASONS) - {"unnamed_column"}
     for e in entries:
         assert set(e) == {"site", "export_id", "file", "line", "column", "reason", "scope"}
         expected_scope = REASONS[e["reason"]].scope
