@@ -362,12 +362,18 @@ def _staged_schemas(pg: "psycopg2.extensions.connection") -> list[str]:
         return [name for (name,) in cur.fetchall()]
 
 
-def test_readers_that_never_finish_fail_the_publication_and_change_nothing(settings: Settings) -> None:
+def _published_then_rebuilt(settings: Settings, participants: int, seed: int) -> tuple[str, object]:
+    """Publish 30 participants, then rebuild the working marts with others (not yet published):
+    the published file's digest and the served state, as a failed publication must leave them."""
     build_marts(settings, participants=30)
     assert publish().success
-    before_db = hashlib.sha256(settings.published_db.read_bytes()).hexdigest()
-    before = served_state(settings)
-    build_marts(settings, participants=50, seed=3)
+    before = hashlib.sha256(settings.published_db.read_bytes()).hexdigest(), served_state(settings)
+    build_marts(settings, participants=participants, seed=seed)
+    return before
+
+
+def test_readers_that_never_finish_fail_the_publication_and_change_nothing(settings: Settings) -> None:
+    before_db, before = _published_then_rebuilt(settings, participants=50, seed=3)
     reader = pg_connect(settings, application_name="an analyst's notebook")
     with reader.cursor() as cur:
         cur.execute("select count(*) from marts.participants")  # and then left open
@@ -469,11 +475,7 @@ def test_republishing_is_idempotent_and_keeps_roles_and_grants(settings: Setting
 
 
 def test_a_failed_publication_leaves_the_served_marts_as_they_were(settings: Settings) -> None:
-    build_marts(settings, participants=30)
-    assert publish().success
-    before_db = hashlib.sha256(settings.published_db.read_bytes()).hexdigest()
-    before = served_state(settings)
-    build_marts(settings, participants=45, seed=5)
+    before_db, before = _published_then_rebuilt(settings, participants=45, seed=5)
     with connect(settings) as con:
         # The last table loaded holds a value PostgreSQL refuses (text cannot hold a NUL byte),
         # so the load fails after every other table has been copied.
