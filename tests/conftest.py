@@ -20,9 +20,10 @@ def pod_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture(scope="session")
-def sample_work_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The working database of one `pod run` of the bundled sample, in a data folder of its own
-    (reference date 2026-11-25), shared by every test that compares against a plain single run."""
+def sample_run(tmp_path_factory: pytest.TempPathFactory):
+    """One `pod run` of the bundled sample (reference date 2026-11-25) in a data folder of its
+    own, shared by every test that reads a plain single run: its RunSummary (with every check's
+    verdict) and its data folder, as `(summary, data)`."""
     from pod_pipeline.app.runner import execute
     from pod_pipeline.settings import SAMPLE_LANDING_DIR
 
@@ -34,8 +35,15 @@ def sample_work_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
         patch.setenv("POD_REFERENCE_DATE", "2026-11-25")
         for name in ("POD_WAREHOUSE_DIR", "POD_PSEUDONYM_KEY", "POD_ENV", "POD_VALUE_SET", "POD_SITE_PROTOCOLS"):
             patch.delenv(name, raising=False)
-        assert execute(quiet=True).success
-    return data / "warehouse" / "pod_work.duckdb"
+        summary = execute(quiet=True)
+    assert summary.success, summary.errors
+    return summary, data
+
+
+@pytest.fixture(scope="session")
+def sample_work_db(sample_run) -> Path:
+    """The working database of the shared sample run (`sample_run`)."""
+    return sample_run[1] / "warehouse" / "pod_work.duckdb"
 
 
 @pytest.fixture(scope="session")

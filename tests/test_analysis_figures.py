@@ -54,3 +54,18 @@ def test_kaplan_meier_shows_the_numbers_at_risk_as_the_table_does() -> None:
     plot = figure.axes[0]
     assert [line.get_label() for line in plot.get_lines()] == ["POD", "TAU"]
     assert figures.png_bytes(figure)[:4] == b"\x89PNG"
+
+
+def test_a_thumbnail_is_the_figure_resampled_to_scale() -> None:
+    import io
+
+    from PIL import Image
+
+    full = figures.png_bytes(figures.outcome_trajectories(_outcome_summary()))
+    small = figures.thumbnail(full, 45 / 110)
+    with Image.open(io.BytesIO(full)) as big, Image.open(io.BytesIO(small)) as thumb:
+        assert thumb.format == "PNG"
+        assert thumb.size == (round(big.width * 45 / 110), round(big.height * 45 / 110))
+        # Not blank: the plot's lines and labels survive the resampling.
+        assert len(set(thumb.convert("L").getdata())) > 10
+    assert len(small) < len(full)

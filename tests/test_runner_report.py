@@ -157,9 +157,15 @@ def test_pod_deliver_delivers_refuses_a_second_delivery_and_delivers_into_a_new_
     refused = deliver()
     assert refused.returncode == 1 and refused.stdout == ""
     assert len(refused.stderr.splitlines()) == 1 and "--new-folder" in refused.stderr, refused.stderr
-    second = delivered(deliver("--new-folder"))
+    again = deliver("--new-folder")
+    second = delivered(again)
     assert second != first and second.parent == first.parent
     assert second.name == f"{first.name}_2"
+    # Nothing new since the first delivery's publication: no rebuild, the same marts delivered again.
+    assert "nothing new since the last publication" in again.stdout and "Checks: 0 passed" in again.stdout
+    tables = sorted(path.name for path in first.glob("*.csv"))
+    assert tables == sorted(path.name for path in second.glob("*.csv")) and "participants.csv" in tables
+    assert all((first / name).read_bytes() == (second / name).read_bytes() for name in tables)
 
 
 def test_the_bundled_sample_is_judged_as_of_its_own_day_and_real_exports_as_of_today(

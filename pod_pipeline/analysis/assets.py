@@ -194,9 +194,10 @@ def study_figures(warehouse: Warehouse) -> dg.MaterializeResult:
     thumbnails = []
     for name, figure in drawn.items():
         path = folder / f"{name}.png"
-        path.write_bytes(figures.png_bytes(figure))
+        png = figures.png_bytes(figure)
+        path.write_bytes(png)
         metadata[name] = dg.MetadataValue.path(str(path))
-        thumbnail = base64.b64encode(figures.png_bytes(figure, dpi=45)).decode("ascii")
+        thumbnail = base64.b64encode(figures.thumbnail(png, 45 / 110)).decode("ascii")
         thumbnails.append(f"**{name}**\n\n![{name}](data:image/png;base64,{thumbnail})")
     metadata["preview"] = dg.MetadataValue.md("\n\n".join(thumbnails))
     return dg.MaterializeResult(metadata=metadata)

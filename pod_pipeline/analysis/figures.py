@@ -37,6 +37,20 @@ def png_bytes(figure: Figure, dpi: int = 110) -> bytes:
     return buffer.getvalue()
 
 
+def thumbnail(png: bytes, scale: float) -> bytes:
+    """A PNG shrunk by `scale` (the UI's preview): resampled from the full-size image, since
+    drawing the figure again at a low dpi costs as much as the first time (the layout is solved
+    again; about 1 s for the outcome panels)."""
+    from PIL import Image
+
+    with Image.open(io.BytesIO(png)) as image:
+        size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+        small = image.resize(size, Image.Resampling.LANCZOS)
+    buffer = io.BytesIO()
+    small.save(buffer, format="PNG", optimize=True)
+    return buffer.getvalue()
+
+
 def outcome_trajectories(outcomes: pd.DataFrame) -> Figure:
     """Mean with 95% CI per timepoint and arm, one panel per parameter."""
     order = timepoint_order()

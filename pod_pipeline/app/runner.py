@@ -91,11 +91,12 @@ class RunSummary:
 
 
 def execute(job_name: str = "refresh", run_config: dict | None = None, tags: dict | None = None,
-            quiet: bool = False) -> RunSummary:
+            quiet: bool = False, asset_selection: list[dg.AssetKey] | None = None) -> RunSummary:
     """Run a job of the code location in this process, recorded on the project's instance.
 
     With `quiet`, the step-by-step log (Dagster's and dbt's) goes to a file under
     <warehouse>/logs instead of the terminal; the run's events are in the instance either way.
+    `asset_selection` runs only those assets of the job.
     """
     settings = Settings.from_env()
     check_writable(settings.warehouse_dir)
@@ -123,7 +124,8 @@ def execute(job_name: str = "refresh", run_config: dict | None = None, tags: dic
             stack.enter_context(contextlib.redirect_stdout(log))
             stack.enter_context(contextlib.redirect_stderr(log))
         result = defs.resolve_job_def(job_name).execute_in_process(
-            instance=instance, run_config=run_config or {}, tags=tags, raise_on_error=False)
+            instance=instance, run_config=run_config or {}, tags=tags, raise_on_error=False,
+            asset_selection=asset_selection)
     summary = RunSummary(result.success, result.run_id, time.monotonic() - started, log_path=log_path)
     for event in result.all_events:
         if event.event_type_value == "ASSET_CHECK_EVALUATION":
@@ -200,8 +202,10 @@ DELIVERY_OP = "delivery__trial_delivery"  # config is keyed by op name: ["delive
 
 
 def run_delivery(new_folder: bool = False) -> int:
-    """A delivery by hand: the weekly_delivery job as its schedule runs it, then the folder written."""
+    """A delivery by hand: the weekly_delivery job as its schedule runs it (its delivery step alone when
+    nothing is new since the last publication), then the folder written."""
     from pod_pipeline.delivery import deliveries
+    from pod_pipeline.delivery.assets import DELIVERY_KEY
     from pod_pipeline.delivery.jobs import weekly_delivery_job
     from pod_pipeline.ingest.assets import FULL_REFRESH
 
@@ -216,12 +220,29 @@ def run_delivery(new_folder: bool = False) -> int:
                   f"rewritten; `pod deliver --new-folder` delivers again today, into "
                   f"{deliveries.delivery_folder(root, day, new_folder=True).name}", file=sys.stderr)
             return 1
-        run_config = {"ops": FULL_REFRESH["ops"] | {DELIVERY_OP: {"config": {"new_folder": new_folder}}}}
-        summary = execute(job_name=weekly_delivery_job.name, run_config=run_config,
-                          tags={"pod/trigger": "pod deliver"}, quiet=True)
+        delivery_config = {DELIVERY_OP: {"config": {"new_folder": new_folder}}}
+        check_writable(settings.warehouse_dir)
+        with worklock.hold(settings.warehouse_dir, job=weekly_delivery_job.name, trigger="pod deliver",
+                           waiting=lambda message: print(f"pod: {message}", file=sys.stderr)):
+            current = _current_publication(settings)
+            if current is None:
+                summary = execute(job_name=weekly_delivery_job.name,
+                                  run_config={"ops": FULL_REFRESH["ops"] | delivery_config},
+                                  tags={"pod/trigger": "pod deliver"}, quiet=True)
+            else:
+                # Nothing has landed and the data, settings and code are those the publication
+                # was made from: a rebuild would publish the same marts, so only the delivery runs.
+                summary = execute(job_name=weekly_delivery_job.name, run_config={"ops": delivery_config},
+                                  tags={"pod/trigger": "pod deliver"}, quiet=True,
+                                  asset_selection=[DELIVERY_KEY])
     except SettingsError as exc:
         print(f"pod deliver: {exc}", file=sys.stderr)
         return 1
+    if current is not None:
+        run_id, published_at = current
+        print(f"POD pipeline: nothing new since the last publication (run {run_id}, "
+              f"{published_at:%Y-%m-%d %H:%M}), so nothing was rebuilt: the delivery is made from it. "
+              "`pod run --force` rebuilds first.")
     print(report(settings, summary, warning))
     if not summary.success:
         return 1

@@ -49,6 +49,11 @@ def load_suite_json(name: str) -> dict[str, Any]:
     return json.loads((EXPECTATIONS_DIR / f"{name}.json").read_text(encoding="utf-8"))
 
 
+def _view(name: str) -> dict[str, str]:
+    """A Data Docs view from docs_views (templates compiled once per process, not per page)."""
+    return {"module_name": "pod_pipeline.quality.docs_views", "class_name": name}
+
+
 class _RunContext:
     """An ephemeral GX context writing Data Docs to one folder; one checkpoint per profile."""
 
@@ -65,7 +70,9 @@ class _RunContext:
         self.context.delete_data_docs_site("local_site")
         self.context.add_data_docs_site(site_name=DOCS_SITE, site_config={
             "class_name": "SiteBuilder",
-            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder", "view": _view("IndexPageView")},
+            "site_section_builders": {section: {"view": _view("PageView")}
+                                      for section in ("expectations", "validations", "profiling")},
             "store_backend": {"class_name": "TupleFilesystemStoreBackend",
                               "base_directory": str(docs_dir)},
         })

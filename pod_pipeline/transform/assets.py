@@ -3,7 +3,8 @@
 import json
 import os
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,8 @@ import duckdb
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, dbt_assets
 from dagster_dbt.errors import DagsterDbtCliRuntimeError
 from dbt.cli.main import dbtRunner
+from dbt.version import __version__ as dbt_version
+from packaging import version
 
 from pod_pipeline.resources import Warehouse
 from pod_pipeline.settings import DBT_PROJECT_DIR
@@ -96,7 +99,25 @@ def _with_row_count(con: duckdb.DuckDBPyConnection, manifest: Mapping[str, Any],
     return event.with_metadata({**event.metadata, "dagster/row_count": count})
 
 
+class PodDbtCliResource(DbtCliResource):
+    """dagster-dbt's resource without two things it does before every command, for this project
+    about 5 s of each run's fixed cost and used by nothing here:
+
+    - `dbt --version` in a subprocess, to learn the executable's version: the executable is this
+      venv's own dbt, whose version is the dbt-core package's (pinned; tools/check_pins.py);
+    - a dbt adapter opened in this process (profile, project and macros loaded), which only
+      dagster-dbt's row counts and column metadata use: `pod_dbt_models` counts rows itself.
+    """
+
+    @cached_property
+    def _cli_version(self) -> version.Version:
+        return version.parse(dbt_version)
+
+    def _initialize_dbt_core_adapter(self, args: Sequence[str]) -> None:  # type: ignore[override]
+        return None
+
+
 def dbt_resource() -> DbtCliResource:
     # The venv's dbt, found without the venv on PATH (`.venv/bin/pod run` does not activate it).
-    return DbtCliResource(project_dir=str(DBT_PROJECT_DIR), profiles_dir=str(DBT_PROJECT_DIR),
-                          dbt_executable=str(Path(sys.executable).with_name("dbt")))
+    return PodDbtCliResource(project_dir=str(DBT_PROJECT_DIR), profiles_dir=str(DBT_PROJECT_DIR),
+                             dbt_executable=str(Path(sys.executable).with_name("dbt")))
