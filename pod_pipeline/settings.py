@@ -131,9 +131,14 @@ class Settings:
             publish_postgres_url=_postgres_url(env, "POD_PUBLISH_POSTGRES_URL", "postgresql"),
         )
 
+    def run_settings(self) -> dict[str, str]:
+        """The settings the marts are built with (part of the publication's fingerprint)."""
+        return {"reference_date": self.reference_date.isoformat(), **self.dbt_vars()}
+
     def dbt_vars(self) -> dict[str, str]:
+        """dbt's --vars: the run settings but the reference date, which changes daily and goes by
+        environment (`dbt_env`): a var's change makes dbt parse the whole project again."""
         return {
-            "reference_date": self.reference_date.isoformat(),
             "value_set": self.value_set,
             "price_year": self.price_year,
             "site_protocols": ",".join(f"{site}={protocol}" for site, protocol in self.site_protocols.items()),
@@ -141,8 +146,9 @@ class Settings:
         }
 
     def dbt_env(self) -> dict[str, str]:
-        """Environment for a dbt process: where the working database is."""
-        return {"POD_WORK_DB": str(self.work_db)}
+        """Environment for a dbt process: where the working database is, and the reference date
+        (read by the macro reference_date(); a change re-parses only the files that use it)."""
+        return {"POD_WORK_DB": str(self.work_db), "POD_DBT_REFERENCE_DATE": self.reference_date.isoformat()}
 
     def check_landing_dir(self) -> None:
         """For the commands that run the pipeline: a landing zone that is not there cannot work."""

@@ -67,23 +67,19 @@ def redcap_fields() -> list[str]:
         return [row["field_name"] for row in csv.DictReader(seed)]
 
 
-def dbt(tmp: Path, *args: str, project_dir: Path = PROJECT_DIR, **variables: str) -> dbtRunnerResult:
+def dbt(tmp: Path, *args: str, project_dir: Path = PROJECT_DIR, reference_date: str | None = None,
+        **variables: str) -> dbtRunnerResult:
+    """dbt in this process, as the pipeline runs it: settings as --vars, the reference date (when
+    given) in the environment (Settings.dbt_env)."""
     vars_yaml = "{" + ", ".join(f"{k}: '{v}'" for k, v in variables.items()) + "}"
-    return dbtRunner().invoke(
-        [
-            *args,
-            "--project-dir",
-            str(project_dir),
-            "--profiles-dir",
-            str(project_dir),
-            "--target-path",
-            str(tmp / "target"),
-            "--log-path",
-            str(tmp / "logs"),
-            "--vars",
-            vars_yaml,
-        ]
-    )
+    with pytest.MonkeyPatch.context() as mp:
+        if reference_date is None:
+            mp.delenv("POD_DBT_REFERENCE_DATE", raising=False)
+        else:
+            mp.setenv("POD_DBT_REFERENCE_DATE", reference_date)
+        return dbtRunner().invoke([*args, "--project-dir", str(project_dir), "--profiles-dir", str(project_dir),
+                                   "--target-path", str(tmp / "target"), "--log-path", str(tmp / "logs"),
+                                   "--vars", vars_yaml])
 
 
 @pytest.fixture(scope="module")

@@ -196,16 +196,18 @@ def test_ui_shows_groups_runs_a_materialisation_and_a_check(
                 expect(page.get_by_text("pod_marts.duckdb").first).to_be_visible()
                 shot("04-published-marts")
 
-            # `pod run` records on the same instance: its run joins the UI's run in the history
-            # (--force: with nothing new since the UI's run, a plain `pod run` starts no run).
+            # A run from the command line records on the same instance: it joins the UI's run in
+            # the history. `pod deliver`, since with nothing new since the UI's run it runs the
+            # delivery step alone (`pod run` would start no run, `pod run --force` a full one).
             pod_run = subprocess.run(
-                [sys.executable, "-m", "pod_pipeline.app.cli", "run", "--force"],
+                [sys.executable, "-m", "pod_pipeline.app.cli", "deliver"],
                 cwd=PROJECT_ROOT,
                 capture_output=True,
                 text=True,
                 timeout=600,
             )
             assert pod_run.returncode == 0, pod_run.stdout + pod_run.stderr
+            assert "nothing new since the last publication" in pod_run.stdout, pod_run.stdout
             run_id = re.search(r"POD pipeline run ([0-9a-f]{8})", pod_run.stdout).group(1)
             page.goto(f"{url}/runs")
             expect(runs.filter(has_text=run_id)).to_be_visible()

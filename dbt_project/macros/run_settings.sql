@@ -1,8 +1,11 @@
-{#- The run's settings, passed by the pipeline as --vars (docs/architecture.md). -#}
+{#- The run's settings, passed by the pipeline as --vars (docs/architecture.md), but for the
+    reference date, which changes every day: as a var it would invalidate dbt's partial parse daily
+    (a var change makes dbt parse the whole project again; an environment variable's change only
+    re-parses the files that read it). -#}
 
-{#- Date against which timepoints are due: var reference_date (YYYY-MM-DD), else today. -#}
+{#- Date against which timepoints are due: env POD_DBT_REFERENCE_DATE (YYYY-MM-DD), else today. -#}
 {% macro reference_date() -%}
-    {%- set value = var('reference_date', none) -%}
+    {%- set value = env_var('POD_DBT_REFERENCE_DATE', '') -%}
     {%- if value -%}
         cast('{{ value }}' as date)
     {%- else -%}

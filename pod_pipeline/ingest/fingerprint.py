@@ -44,7 +44,7 @@ def code_version() -> str:
 
 def fingerprint(con: duckdb.DuckDBPyConnection, settings: Settings) -> str:
     """Hash of the loaded data (the ledger's head), the run's settings and the code."""
-    parts = [ledger.head(con), *(f"{k}={v}" for k, v in sorted(settings.dbt_vars().items())), code_version()]
+    parts = [ledger.head(con), *(f"{k}={v}" for k, v in sorted(settings.run_settings().items())), code_version()]
     if settings.publish_postgres_url:  # a server to serve from is an output: a new one is filled at once
         parts.append(f"publish_postgres={masked_url(settings.publish_postgres_url)}")
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
