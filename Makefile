@@ -18,17 +18,22 @@ $(STAMP): pyproject.toml requirements.lock
 run: $(STAMP)
 	$(BIN)/pod run
 
+# Test processes per tier (pytest-xdist): the build machine's two cores. Tests that read the same
+# session-scoped pipeline runs stay on one worker (--dist loadgroup); TEST_WORKERS=0 runs in one process.
+TEST_WORKERS ?= 2
+PYTEST := $(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup
+
 ## test: pin check, lint, then the whole test suite in its two tiers (what CI runs); each tier
 ## prints its own duration and slowest tests, and both run even when the first fails
 test: $(STAMP)
 	$(BIN)/python tools/check_pins.py
 	$(MAKE) --no-print-directory lint
-	$(BIN)/pytest -m "not slow"; fast=$$?; $(BIN)/pytest -m slow; slow=$$?; \
+	$(PYTEST) -m "not slow"; fast=$$?; $(PYTEST) -m slow; slow=$$?; \
 	    echo "make test: fast tier exit $$fast, slow tier exit $$slow"; test $$fast -eq 0 -a $$slow -eq 0
 
 ## test-fast: the fast tier alone (unit, contract, dbt and small in-process pipeline tests)
 test-fast: $(STAMP)
-	$(BIN)/pytest -m "not slow"
+	$(PYTEST) -m "not slow"
 
 ## ui: the Dagster UI on the same instance and data as `make run` (http://127.0.0.1:3000)
 ui: $(STAMP)

@@ -62,3 +62,16 @@ def no_shared_deployment() -> Iterator[None]:
         for name in ("POD_DAGSTER_POSTGRES_URL", "POD_PUBLISH_POSTGRES_URL"):
             patch.delenv(name, raising=False)
         yield
+
+
+# Tests that read a session fixture's pipeline runs share one xdist worker (`--dist loadgroup`),
+# so each story is told once per session, not once per worker.
+SHARED_RUNS = {"story": "story", "sample_run": "sample_run", "sample_work_db": "sample_run"}
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        groups = {SHARED_RUNS[name] for name in getattr(item, "fixturenames", ()) if name in SHARED_RUNS}
+        if groups:
+            item.add_marker(pytest.mark.xdist_group("+".join(sorted(groups))))

@@ -1,5 +1,6 @@
 """The dbt project as Dagster assets: seeds, staging, intermediate and marts, with dbt tests as checks."""
 
+import fcntl
 import json
 import os
 import sys
@@ -36,15 +37,22 @@ def _newest_input() -> float:
 
 def ensure_dbt_manifest() -> Path:
     """Build dbt's manifest when it is missing or older than the project (prepare_if_dev does
-    nothing outside `dagster dev`, and a fresh clone has no target folder)."""
-    if DBT_MANIFEST.exists() and DBT_MANIFEST.stat().st_mtime >= _newest_input():
+    nothing outside `dagster dev`, and a fresh clone has no target folder).
+
+    Under a file lock, checked and built: processes loading the definitions at once (the test
+    suite's workers, the UI's code server beside `pod run`) parse once and never read a manifest
+    another is still writing."""
+    TARGET_DIR.mkdir(parents=True, exist_ok=True)
+    with (TARGET_DIR / ".manifest.lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if DBT_MANIFEST.exists() and DBT_MANIFEST.stat().st_mtime >= _newest_input():
+            return DBT_MANIFEST
+        os.environ.setdefault("POD_WORK_DB", str(TARGET_DIR / "parse_only.duckdb"))
+        result = dbtRunner().invoke(["parse", "--quiet", "--project-dir", str(DBT_PROJECT_DIR),
+                                     "--profiles-dir", str(DBT_PROJECT_DIR), "--target-path", str(TARGET_DIR)])
+        if not result.success:
+            raise RuntimeError(f"dbt parse failed for {DBT_PROJECT_DIR}: {result.exception}")
         return DBT_MANIFEST
-    os.environ.setdefault("POD_WORK_DB", str(DBT_PROJECT_DIR / "target" / "parse_only.duckdb"))
-    result = dbtRunner().invoke(["parse", "--quiet", "--project-dir", str(DBT_PROJECT_DIR),
-                                 "--profiles-dir", str(DBT_PROJECT_DIR), "--target-path", str(TARGET_DIR)])
-    if not result.success:
-        raise RuntimeError(f"dbt parse failed for {DBT_PROJECT_DIR}: {result.exception}")
-    return DBT_MANIFEST
 
 
 class PodDbtTranslator(DagsterDbtTranslator):
