@@ -167,6 +167,38 @@ def test_cluster_robust_variance_when_clusters_exist() -> None:
     assert "12 clusters" in robust["note"]
 
 
+def test_score_residuals_are_statsmodels_own_computed_in_one_pass() -> None:
+    from statsmodels.duration.hazard_regression import PHReg
+
+    rng = np.random.default_rng(11)
+    for trial in range(60):
+        n = int(rng.integers(5, 200))
+        # Whole days (many ties, failures on day 0) or continuous times; binary or normal covariates.
+        time = rng.integers(0, 30, n).astype(float) if trial % 2 else rng.exponential(10, n).round(2)
+        event = (rng.random(n) < rng.uniform(0.1, 0.9)).astype(float)
+        event[0] = 1.0
+        exog = rng.integers(0, 2, (n, 1)).astype(float) if trial % 3 else rng.normal(size=(n, 2))
+        params = rng.normal(size=exog.shape[1]) * 0.5
+        theirs = PHReg(time, exog, status=event, ties="efron").score_residuals(params)
+        ours = survival.CoxModel(time, exog, status=event, ties="efron").score_residuals(params)
+        undefined = np.isnan(theirs)  # censored before the first failure: in no risk set
+        np.testing.assert_allclose(ours[~undefined], theirs[~undefined], rtol=1e-9, atol=1e-12)
+        assert (ours[undefined] == 0).all()
+
+
+def test_a_participant_censored_before_the_first_relapse_changes_nothing() -> None:
+    # In no risk set at any relapse: nothing in the partial likelihood, a score residual of 0.
+    # (statsmodels' own residual is NaN there, which made the whole robust variance NaN.)
+    frame = _clustered(True)
+    early = frame.iloc[[0]].assign(participant_id="EARLY", time_days=0.0, is_relapse=0)
+    assert frame.loc[frame["is_relapse"] == 1, "time_days"].min() > 0
+    with_early = survival.effect_row(pd.concat([frame, early], ignore_index=True))
+    without = survival.effect_row(frame)
+    assert with_early["variance"] == "cluster_robust" and math.isfinite(with_early["hr_ci95_low"])
+    for name in ("hazard_ratio", "hr_ci95_low", "hr_ci95_high", "p_value"):
+        assert with_early[name] == pytest.approx(without[name], rel=1e-12), name
+
+
 def test_clusters_of_one_are_not_clusters() -> None:
     frame = _clustered(False)
     frame["cluster_id"] = [f"C{i}" for i in range(len(frame))]
