@@ -135,6 +135,20 @@ class Settings:
         """The settings the marts are built with (part of the publication's fingerprint)."""
         return {"reference_date": self.reference_date.isoformat(), **self.dbt_vars()}
 
+    def publication_settings(self) -> dict[str, str]:
+        """Every setting a publication depends on (the publication fingerprint): what the marts are
+        built with, the analysis's bootstrap and disclosure control, and the check thresholds that
+        decide whether a run may publish at all. A change to any of them is something new."""
+        return {
+            **self.run_settings(),
+            "bootstrap_replicates": str(self.bootstrap_replicates),
+            "bootstrap_seed": str(self.bootstrap_seed),
+            "suppress_counts_below": str(self.suppress_counts_below),
+            "completeness_warn_below": repr(self.completeness_warn_below),
+            "completeness_error_below": repr(self.completeness_error_below),
+            "completeness_min_due": str(self.completeness_min_due),
+        }
+
     def dbt_vars(self) -> dict[str, str]:
         """dbt's --vars: the run settings but the reference date, which changes daily and goes by
         environment (`dbt_env`): a var's change makes dbt parse the whole project again."""

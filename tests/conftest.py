@@ -64,14 +64,26 @@ def no_shared_deployment() -> Iterator[None]:
         yield
 
 
-# Tests that read a session fixture's pipeline runs share one xdist worker (`--dist loadgroup`),
-# so each story is told once per session, not once per worker.
+# Tests that share expensive fixtures share an xdist worker (`--dist loadgroup`): those reading a
+# session fixture's pipeline runs one worker per story, and a module's tests that share a
+# module-scoped fixture (the messy zone's two runs, a dbt build, a PostgreSQL server) one worker per
+# module, so that no fixture is built once per worker.
 SHARED_RUNS = {"story": "story", "sample_run": "sample_run", "sample_work_db": "sample_run"}
+
+
+def _worker_group(item: pytest.Item) -> str | None:
+    runs = sorted({SHARED_RUNS[name] for name in getattr(item, "fixturenames", ()) if name in SHARED_RUNS})
+    if runs:
+        return "+".join(runs)
+    definitions = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {})
+    if any(d.scope == "module" for defs in definitions.values() for d in defs):
+        return item.module.__name__
+    return None
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
-        groups = {SHARED_RUNS[name] for name in getattr(item, "fixturenames", ()) if name in SHARED_RUNS}
-        if groups:
-            item.add_marker(pytest.mark.xdist_group("+".join(sorted(groups))))
+        group = _worker_group(item)
+        if group:
+            item.add_marker(pytest.mark.xdist_group(group))

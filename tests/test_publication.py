@@ -15,7 +15,7 @@ import pytest
 from pod_pipeline.delivery import publication
 from pod_pipeline.delivery.assets import PUBLISHED_KEY, published_marts
 from pod_pipeline.ingest import ledger
-from pod_pipeline.ingest.fingerprint import fingerprint, last_published_fingerprint
+from pod_pipeline.ingest.fingerprint import current_publication, fingerprint, last_published_fingerprint
 from pod_pipeline.resources import Warehouse, connect
 from pod_pipeline.settings import Settings
 
@@ -108,6 +108,43 @@ def test_publication_copies_every_mart_and_records_itself(settings: Settings) ->
     with connect(settings) as con:
         # So that a later run with nothing new skips everything.
         assert last_published_fingerprint(con) == fingerprint(con, settings)
+
+
+@pytest.mark.parametrize("name, value", [
+    ("POD_REFERENCE_DATE", "2026-12-01"), ("POD_VALUE_SET", "england_2018"), ("POD_PRICE_YEAR", "2023/24"),
+    ("POD_SITE_PROTOCOLS", "kmpt=national_trial"), ("POD_RELAPSE_MERGE_DAYS", "3"),
+    ("POD_BOOTSTRAP_REPLICATES", "1000"), ("POD_BOOTSTRAP_SEED", "1"), ("POD_SUPPRESS_COUNTS_BELOW", "5"),
+    ("POD_COMPLETENESS_WARN_BELOW", "0.9"), ("POD_COMPLETENESS_ERROR_BELOW", "0.6"),
+    ("POD_COMPLETENESS_MIN_DUE", "3"),
+])
+def test_every_setting_a_publication_depends_on_is_in_its_fingerprint(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
+    # What the marts are built with, and the thresholds that decide whether a run may publish:
+    # with one changed, neither `pod run` nor `pod deliver` may take the last publication as current.
+    build_marts(settings, 3)
+    with connect(settings) as con:
+        before = fingerprint(con, settings)
+        monkeypatch.setenv(name, value)
+        changed = Settings.from_env()
+        assert changed != settings
+        assert fingerprint(con, changed) != before
+
+
+def test_a_publication_is_current_only_while_its_file_is_there(
+    pod_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "landing").mkdir()
+    monkeypatch.setenv("POD_LANDING_DIR", str(tmp_path / "landing"))  # nothing landed
+    settings = Settings.from_env()
+    build_marts(settings, 4)
+    result = publish()
+    assert result.success
+    with connect(settings) as con:
+        assert current_publication(con, settings)[0] == result.run_id
+    settings.published_db.unlink()  # removed by hand: `pod run` and `pod deliver` must rebuild
+    with connect(settings) as con:
+        assert current_publication(con, settings) is None
 
 
 def test_reader_holding_the_published_file_is_not_disturbed(

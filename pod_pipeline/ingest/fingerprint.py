@@ -43,8 +43,9 @@ def code_version() -> str:
 
 
 def fingerprint(con: duckdb.DuckDBPyConnection, settings: Settings) -> str:
-    """Hash of the loaded data (the ledger's head), the run's settings and the code."""
-    parts = [ledger.head(con), *(f"{k}={v}" for k, v in sorted(settings.run_settings().items())), code_version()]
+    """Hash of the loaded data (the ledger's head), the settings a publication depends on and the code."""
+    parts = [ledger.head(con), *(f"{k}={v}" for k, v in sorted(settings.publication_settings().items())),
+             code_version()]
     if settings.publish_postgres_url:  # a server to serve from is an output: a new one is filled at once
         parts.append(f"publish_postgres={masked_url(settings.publish_postgres_url)}")
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
@@ -67,12 +68,15 @@ def record_publication(con: duckdb.DuckDBPyConnection, settings: Settings, run_i
 def current_publication(con: duckdb.DuckDBPyConnection, settings: Settings) -> tuple[str, object] | None:
     """(run id, time) of the last publication when nothing has changed since it, else None.
 
-    Nothing changed means: no sealed batch the ledger does not know, no file of a known batch left
-    to load, and the same fingerprint (loaded data, settings, code). Read-only, so `pod run` can
+    Nothing changed means: the published file is there, no sealed batch the ledger does not know,
+    no file of a known batch left to load, and the same fingerprint (loaded data, settings, code).
+    Read-only, so `pod run` can
     answer a no-op without starting a run: the answer the landing asset would reach after every
     step of a run had been planned and started.
     """
     if not (table_exists(con, "audit", "publications") and table_exists(con, "audit", "load_ledger")):
+        return None
+    if not settings.published_db.exists():
         return None
     if landing.unrecorded_batches(con, landing.discover(settings.landing_dir).sealed):
         return None

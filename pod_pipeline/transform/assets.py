@@ -3,7 +3,9 @@
 import fcntl
 import json
 import os
+import shutil
 import sys
+import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from functools import cached_property
 from pathlib import Path
@@ -39,19 +41,30 @@ def ensure_dbt_manifest() -> Path:
     """Build dbt's manifest when it is missing or older than the project (prepare_if_dev does
     nothing outside `dagster dev`, and a fresh clone has no target folder).
 
-    Under a file lock, checked and built: processes loading the definitions at once (the test
-    suite's workers, the UI's code server beside `pod run`) parse once and never read a manifest
-    another is still writing."""
+    Checked and built under a file lock, so processes loading the definitions at once (the test
+    suite's workers, the UI's code server beside `pod run`) parse once; dbt writes into a folder of
+    its own and the manifest is moved into place whole, so no process reads one half written."""
     TARGET_DIR.mkdir(parents=True, exist_ok=True)
     with (TARGET_DIR / ".manifest.lock").open("a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if DBT_MANIFEST.exists() and DBT_MANIFEST.stat().st_mtime >= _newest_input():
             return DBT_MANIFEST
         os.environ.setdefault("POD_WORK_DB", str(TARGET_DIR / "parse_only.duckdb"))
-        result = dbtRunner().invoke(["parse", "--quiet", "--project-dir", str(DBT_PROJECT_DIR),
-                                     "--profiles-dir", str(DBT_PROJECT_DIR), "--target-path", str(TARGET_DIR)])
-        if not result.success:
-            raise RuntimeError(f"dbt parse failed for {DBT_PROJECT_DIR}: {result.exception}")
+        staging = Path(tempfile.mkdtemp(prefix=".parse-", dir=TARGET_DIR))
+        try:
+            state = TARGET_DIR / "partial_parse.msgpack"
+            if state.exists():
+                shutil.copy2(state, staging / state.name)
+            result = dbtRunner().invoke(["parse", "--quiet", "--project-dir", str(DBT_PROJECT_DIR),
+                                         "--profiles-dir", str(DBT_PROJECT_DIR), "--target-path", str(staging)])
+            if not result.success:
+                raise RuntimeError(f"dbt parse failed for {DBT_PROJECT_DIR}: {result.exception}")
+            # The manifest last: its time is what says the parse is current.
+            for name in (state.name, DBT_MANIFEST.name):
+                if (staging / name).exists():
+                    os.replace(staging / name, TARGET_DIR / name)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
         return DBT_MANIFEST
 
 
@@ -115,6 +128,8 @@ class PodDbtCliResource(DbtCliResource):
       venv's own dbt, whose version is the dbt-core package's (pinned; tools/check_pins.py);
     - a dbt adapter opened in this process (profile, project and macros loaded), which only
       dagster-dbt's row counts and column metadata use: `pod_dbt_models` counts rows itself.
+      (So `fetch_row_counts()` and `fetch_column_metadata()` would do nothing here: use
+      DbtCliResource itself before reaching for them.)
     """
 
     @cached_property
