@@ -113,7 +113,7 @@ def execute(job_name: str = "refresh", run_config: dict | None = None, tags: dic
         # One run at a time on the working database: wait here, on the terminal, for a run the
         # sensor, a schedule or the UI started; the run's own resources then hold the same lock.
         stack.enter_context(worklock.hold(settings.warehouse_dir, job=job_name, trigger=(tags or {}).get(
-            "pod/trigger", "pod run"), waiting=lambda message: print(f"pod: {message}", file=sys.stderr)))
+            "pod/trigger", "pod run"), waiting=_say_waiting))
         if quiet:
             log_path = settings.warehouse_dir / "logs" / f"run-{dt.datetime.now():%Y%m%dT%H%M%S}.log"
             try:
@@ -161,9 +161,7 @@ def run_pipeline(force: bool = False) -> int:
         settings = Settings.from_env()
         settings.check_landing_dir()
         warning = settings.demo_key_warning()
-        check_writable(settings.warehouse_dir)
-        with worklock.hold(settings.warehouse_dir, job="refresh", trigger="pod run",
-                           waiting=lambda message: print(f"pod: {message}", file=sys.stderr)):
+        with _hold(settings, job="refresh", trigger="pod run"):
             current = None if force else _current_publication(settings)
             if current is None:
                 summary = execute(run_config={"ops": {"ingest__landing_batches": {"config": {"force": force}}}},
@@ -172,10 +170,8 @@ def run_pipeline(force: bool = False) -> int:
         print(f"pod run: {exc}", file=sys.stderr)
         return 1
     if current is not None:
-        run_id, published_at = current
-        print(f"POD pipeline: nothing new since the last publication (run {run_id}, {published_at:%Y-%m-%d %H:%M}): "
-              f"no batch has landed and the data, settings (reference date {settings.reference_date}) and code "
-              "are those it was made from, so no run was started.\n"
+        print(f"{_nothing_new(current)}: no batch has landed and the data, settings (reference date "
+              f"{settings.reference_date}) and code are those it was made from, so no run was started.\n"
               "`pod run --force` rebuilds anyway.")
         if warning:
             print(f"WARNING: {warning}")
@@ -183,6 +179,21 @@ def run_pipeline(force: bool = False) -> int:
         return 0
     print(report(settings, summary, warning))
     return 0 if summary.success else 1
+
+
+def _say_waiting(message: str) -> None:
+    print(f"pod: {message}", file=sys.stderr)
+
+
+def _hold(settings: Settings, job: str, trigger: str) -> contextlib.AbstractContextManager[None]:
+    """A command's hold on the working database, saying on the terminal while another run has it."""
+    check_writable(settings.warehouse_dir)
+    return worklock.hold(settings.warehouse_dir, job=job, trigger=trigger, waiting=_say_waiting)
+
+
+def _nothing_new(current: tuple[str, dt.datetime]) -> str:
+    run_id, published_at = current
+    return f"POD pipeline: nothing new since the last publication (run {run_id}, {published_at:%Y-%m-%d %H:%M})"
 
 
 def _current_publication(settings: Settings) -> tuple[str, dt.datetime] | None:
@@ -221,9 +232,7 @@ def run_delivery(new_folder: bool = False) -> int:
                   f"{deliveries.delivery_folder(root, day, new_folder=True).name}", file=sys.stderr)
             return 1
         delivery_config = {DELIVERY_OP: {"config": {"new_folder": new_folder}}}
-        check_writable(settings.warehouse_dir)
-        with worklock.hold(settings.warehouse_dir, job=weekly_delivery_job.name, trigger="pod deliver",
-                           waiting=lambda message: print(f"pod: {message}", file=sys.stderr)):
+        with _hold(settings, job=weekly_delivery_job.name, trigger="pod deliver"):
             current = _current_publication(settings)
             if current is None:
                 summary = execute(job_name=weekly_delivery_job.name,
@@ -239,9 +248,7 @@ def run_delivery(new_folder: bool = False) -> int:
         print(f"pod deliver: {exc}", file=sys.stderr)
         return 1
     if current is not None:
-        run_id, published_at = current
-        print(f"POD pipeline: nothing new since the last publication (run {run_id}, "
-              f"{published_at:%Y-%m-%d %H:%M}), so nothing was rebuilt: the delivery is made from it. "
+        print(f"{_nothing_new(current)}, so nothing was rebuilt: the delivery is made from it. "
               "`pod run --force` rebuilds first.")
     print(report(settings, summary, warning))
     if not summary.success:

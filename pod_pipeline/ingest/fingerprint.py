@@ -70,9 +70,8 @@ def current_publication(con: duckdb.DuckDBPyConnection, settings: Settings) -> t
 
     Nothing changed means: the published file is there, no sealed batch the ledger does not know,
     no file of a known batch left to load, and the same fingerprint (loaded data, settings, code).
-    Read-only, so `pod run` can
-    answer a no-op without starting a run: the answer the landing asset would reach after every
-    step of a run had been planned and started.
+    Read-only, so `pod run` and `pod deliver` can answer a no-op without starting a run: the answer
+    the landing asset would reach after every step of a run had been planned and started.
     """
     if not (table_exists(con, "audit", "publications") and table_exists(con, "audit", "load_ledger")):
         return None
