@@ -27,6 +27,8 @@ SAMPLE_REFERENCE_DATE = dt.date(2026, 11, 25)
 DEMO_PSEUDONYM_KEY = "pod-demo-key-NOT-SECRET-do-not-use-with-real-data"
 
 VALUE_SETS = ("uk_2026", "england_2018")
+# The working database's file name in every warehouse (dbt names its database after the file).
+WORK_DB_NAME = "pod_work.duckdb"
 
 
 class SettingsError(ValueError):
@@ -71,7 +73,7 @@ class Settings:
     @property
     def work_db(self) -> Path:
         """The pipeline's own read-write DuckDB file; analysts never open it."""
-        return self.warehouse_dir / "pod_work.duckdb"
+        return self.warehouse_dir / WORK_DB_NAME
 
     @property
     def dbt_target_dir(self) -> Path:

@@ -1,11 +1,8 @@
 """The dbt project as Dagster assets: seeds, staging, intermediate and marts, with dbt tests as checks."""
 
-import fcntl
 import json
 import os
-import shutil
 import sys
-import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from functools import cached_property
 from pathlib import Path
@@ -15,57 +12,12 @@ import dagster as dg
 import duckdb
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, dbt_assets
 from dagster_dbt.errors import DagsterDbtCliRuntimeError
-from dbt.cli.main import dbtRunner
 from dbt.version import __version__ as dbt_version
 from packaging import version
 
 from pod_pipeline.resources import Warehouse
 from pod_pipeline.settings import DBT_PROJECT_DIR
-
-TARGET_DIR = DBT_PROJECT_DIR / "target"
-DBT_MANIFEST = TARGET_DIR / "manifest.json"
-# A file under these changes what `dbt parse` writes to the manifest.
-PROJECT_INPUTS = ("models", "seeds", "macros", "tests", "dbt_project.yml", "profiles.yml")
-
-
-def _newest_input() -> float:
-    newest = 0.0
-    for name in PROJECT_INPUTS:
-        path = DBT_PROJECT_DIR / name
-        files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
-        newest = max([newest, *(p.stat().st_mtime for p in files)])
-    return newest
-
-
-def ensure_dbt_manifest() -> Path:
-    """Build dbt's manifest when it is missing or older than the project (prepare_if_dev does
-    nothing outside `dagster dev`, and a fresh clone has no target folder).
-
-    Checked and built under a file lock, so processes loading the definitions at once (the test
-    suite's workers, the UI's code server beside `pod run`) parse once; dbt writes into a folder of
-    its own and the manifest is moved into place whole, so no process reads one half written."""
-    TARGET_DIR.mkdir(parents=True, exist_ok=True)
-    with (TARGET_DIR / ".manifest.lock").open("a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if DBT_MANIFEST.exists() and DBT_MANIFEST.stat().st_mtime >= _newest_input():
-            return DBT_MANIFEST
-        os.environ.setdefault("POD_WORK_DB", str(TARGET_DIR / "parse_only.duckdb"))
-        staging = Path(tempfile.mkdtemp(prefix=".parse-", dir=TARGET_DIR))
-        try:
-            state = TARGET_DIR / "partial_parse.msgpack"
-            if state.exists():
-                shutil.copy2(state, staging / state.name)
-            result = dbtRunner().invoke(["parse", "--quiet", "--project-dir", str(DBT_PROJECT_DIR),
-                                         "--profiles-dir", str(DBT_PROJECT_DIR), "--target-path", str(staging)])
-            if not result.success:
-                raise RuntimeError(f"dbt parse failed for {DBT_PROJECT_DIR}: {result.exception}")
-            # The manifest last: its time is what says the parse is current.
-            for name in (state.name, DBT_MANIFEST.name):
-                if (staging / name).exists():
-                    os.replace(staging / name, TARGET_DIR / name)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-        return DBT_MANIFEST
+from pod_pipeline.transform.parse import ensure_dbt_manifest, start_from_project_parse
 
 
 class PodDbtTranslator(DagsterDbtTranslator):
@@ -91,10 +43,16 @@ def pod_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource,
     # Unit tests check the SQL's logic, not the data: the test suite runs them (tests/test_dbt_build.py).
     # dbt's target folder lives in the warehouse, one per warehouse rather than one per run: its
     # partial_parse.msgpack then matches the next run's profile (the working database's path is
-    # part of it), so a run whose settings are unchanged skips dbt's full parse.
+    # part of it), so a run whose settings are unchanged skips dbt's full parse; a fresh warehouse
+    # starts from the project's parse (transform/parse.py).
+    if start_from_project_parse(settings.dbt_target_dir, settings.work_db):
+        context.log.info("dbt starts from the project's parse (a fresh warehouse)")
+    # dbt's own log file (dbt.log in the target folder) at info: what ran and how it ended. At debug
+    # it also wrote every query's SQL, 9 MB a run of the sample and a sixth of dbt's time; the SQL
+    # each node ran is in the target's run/ folder.
     invocation = dbt.cli(["build", "--vars", json.dumps(settings.dbt_vars()),
-                          "--exclude-resource-type", "unit_test"], context=context,
-                         target_path=settings.dbt_target_dir)
+                          "--exclude-resource-type", "unit_test", "--log-level-file", "info"],
+                         context=context, target_path=settings.dbt_target_dir)
     # dbt holds the database until it exits: gather its events, then count rows with our own
     # connection (dagster-dbt's row counts leave an adapter connection open in this process).
     events, failure = [], None
