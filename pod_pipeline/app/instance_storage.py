@@ -43,7 +43,17 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
 
     def __init__(self, base_dir: str, inst_data: Any = None) -> None:
         self._engines: OrderedDict[str, Engine] = OrderedDict()
+        self._tables_present: set[str] = set()
         super().__init__(base_dir, inst_data)
+
+    def has_table(self, table_name: str) -> bool:
+        """Whether the cross-run index has the table, remembered once it has. Dagster asks before
+        storing every asset check's event (about 700 a run of the sample), each time through an
+        engine and connection of its own, about 1 s a run; tables are only ever added (migrations).
+        Asked without the lock: Dagster asks while it holds a connection."""
+        if table_name not in self._tables_present and super().has_table(table_name):
+            self._tables_present.add(table_name)
+        return table_name in self._tables_present
 
     @contextlib.contextmanager
     def _connect(self, shard: str) -> Iterator[Connection]:
