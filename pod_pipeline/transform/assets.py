@@ -47,12 +47,9 @@ def pod_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource,
     # starts from the project's parse (transform/parse.py).
     if start_from_project_parse(settings.dbt_target_dir, settings.work_db):
         context.log.info("dbt starts from the project's parse (a fresh warehouse)")
-    # dbt's own log file (dbt.log in the target folder) at info: what ran and how it ended. At debug
-    # it also wrote every query's SQL, 9 MB a run of the sample and a sixth of dbt's time; the SQL
-    # each node ran is in the target's run/ folder.
     invocation = dbt.cli(["build", "--vars", json.dumps(settings.dbt_vars()),
-                          "--exclude-resource-type", "unit_test", "--log-level-file", "info"],
-                         context=context, target_path=settings.dbt_target_dir)
+                          "--exclude-resource-type", "unit_test"], context=context,
+                         target_path=settings.dbt_target_dir)
     # dbt holds the database until it exits: gather its events, then count rows with our own
     # connection (dagster-dbt's row counts leave an adapter connection open in this process).
     events, failure = [], None
