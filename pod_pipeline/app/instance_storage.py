@@ -48,8 +48,8 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
 
     def has_table(self, table_name: str) -> bool:
         """Whether the cross-run index has the table, remembered once it has. Dagster asks before
-        storing every asset check's event (about 700 a run of the sample), each time through an
-        engine and connection of its own, about 1 s a run; tables are only ever added (migrations).
+        storing every asset check's event (728 a run of the sample), each time through an
+        engine and connection of its own (1 ms each, 0.7 s a run); tables are only ever added (migrations).
         Asked without the lock: Dagster asks while it holds a connection."""
         if table_name not in self._tables_present and super().has_table(table_name):
             self._tables_present.add(table_name)
