@@ -29,6 +29,7 @@ from dagster._core.workspace.load_target import InProcessWorkspaceLoadTarget
 from dagster._daemon.sensor import execute_sensor_iteration
 from landing_builder import batch, ingest, participant, redcap
 
+from pod_devtools.synth import generate
 from pod_pipeline.app.runner import prepare_instance
 from pod_pipeline.delivery import deliveries
 from pod_pipeline.ingest import ledger
@@ -207,13 +208,19 @@ def test_a_warehouse_that_fails_mid_run_is_named_without_a_traceback(tmp_path: P
     """A working database that cannot be opened; a disk that fills up while ingestion writes.
 
     The full disk is a file-size limit on the run (RLIMIT_FSIZE, no root needed): past 3 MB
-    every write fails as on a full disk (EFBIG instead of ENOSPC).
+    every write fails as on a full disk (EFBIG instead of ENOSPC). Ingesting the sample writes
+    about 2 MB, so the zone is a larger synthetic one (400 participants), whose ingestion passes
+    3 MB before any other file of the run does.
     """
     warehouse = tmp_path / "warehouse"
+    paths = {"POD_WAREHOUSE_DIR": warehouse}
     if case == "database_is_a_folder":
         (warehouse / "pod_work.duckdb").mkdir(parents=True)
-    result = run_pod(storage_env(tmp_path, POD_WAREHOUSE_DIR=warehouse),
-                     limit_bytes=3_000_000 if case == "disk_full" else None)
+    else:
+        paths["POD_LANDING_DIR"] = tmp_path / "landing"
+        generate(paths["POD_LANDING_DIR"], sites=1, participants_per_site=400, seed=14, batches=1,
+                 messy=False, preset=None)
+    result = run_pod(storage_env(tmp_path, **paths), limit_bytes=3_000_000 if case == "disk_full" else None)
     output = result.stdout + result.stderr
     assert result.returncode == 1, output
     assert "Traceback" not in output

@@ -166,7 +166,7 @@ def _stage_plain(con: duckdb.DuckDBPyConnection, path: Path, table: str, header:
                  shape: Probe) -> bool:
     expected = shape.newlines - 1 + (0 if shape.ends_with_newline else 1)
     try:
-        con.execute(f"create table {table} as select * from {_duckdb_read(path, header, quoted=False)}")
+        con.execute(f"create temp table {table} as select * from {_duckdb_read(path, header, quoted=False)}")
     except duckdb.Error:
         con.execute(f"drop table if exists {table}")
         return False
@@ -182,7 +182,7 @@ def _stage_plain(con: duckdb.DuckDBPyConnection, path: Path, table: str, header:
 def _stage_scanned(con: duckdb.DuckDBPyConnection, path: Path, table: str, header: list[str],
                    lines: array.array, total_length: int) -> bool:
     try:
-        con.execute(f"create table {table} as select * from {_duckdb_read(path, header, quoted=True)}")
+        con.execute(f"create temp table {table} as select * from {_duckdb_read(path, header, quoted=True)}")
     except duckdb.Error:
         con.execute(f"drop table if exists {table}")
         return False
@@ -256,7 +256,7 @@ def _stage_python(con: duckdb.DuckDBPyConnection, path: Path, table: str, header
         if record is not None and len(record) == len(header)
     )
     loaded = 0
-    con.execute(f"create table {table} ({', '.join(f'{q(f.name)} {_sql_type(f)}' for f in schema)})")
+    con.execute(f"create temp table {table} ({', '.join(f'{q(f.name)} {_sql_type(f)}' for f in schema)})")
     while batch := list(itertools.islice(records, BATCH_ROWS)):
         columns = zip(*batch, strict=True)
         arrow = pa.table([pa.array(col, type=f.type) for col, f in zip(columns, schema, strict=True)],
@@ -275,7 +275,7 @@ def _sql_type(column: pa.Field) -> str:
 
 
 def _replace_with(con: duckdb.DuckDBPyConnection, table: str, select: str) -> None:
-    con.execute(f"create table {table}__next as {select}")
+    con.execute(f"create temp table {table}__next as {select}")
     con.execute(f"drop table {table}")
     con.execute(f"alter table {table}__next rename to {table.split('.')[-1]}")
 

@@ -141,11 +141,11 @@ def _load(con: duckdb.DuckDBPyConnection, spec: FileSpec, batch: BatchFile, stag
     first, detail = rules.checked(row_rules)
     instruments = _instrument_checks(header, identifiers) if spec.table == "redcap_records" else {}
     select = [f"s.{q(c)}" for c in header] + [f"{first} as _first", f"{detail} as _detail"]
-    for instrument, (i_first, i_detail) in instruments.items():
-        select += [f"{i_first} as {q('_i_' + instrument)}", f"{i_detail} as {q('_d_' + instrument)}"]
+    # An instrument's detail is worked out for its quarantined rows only (_quarantine_rows).
+    select += [f"{i_first} as {q('_i_' + instrument)}" for instrument, (i_first, _) in instruments.items()]
     select += [f"{d.sql} as {d.name}" for d in spec.derived]
     pads = dict(zip(("inner_pad", "outer_pad"), hmac_pads(key), strict=True))
-    con.execute(f"create table {CHECKED} as select s._line, {', '.join(select)} from {STAGE} s",
+    con.execute(f"create temp table {CHECKED} as select s._line, {', '.join(select)} from {STAGE} s",
                 {k: v for k, v in pads.items() if f"${k}" in first + " ".join(select)})
 
     loaded_at = _now()
@@ -218,13 +218,13 @@ def _quarantine_rows(con: duckdb.DuckDBPyConnection, malformed: list[tuple[int, 
         con.execute("insert into audit.quarantine values ($site, $export_id, $file, $line, null, "
                     "'malformed_row', $detail, 'row', null, $at, $run_id)",
                     {**where, "at": at, "run_id": run_id, "line": line, "detail": detail})
-    for instrument in instruments:
+    for instrument, (_, detail) in instruments.items():
+        flag = q("_i_" + instrument)
         con.execute(
             "insert into audit.quarantine select $site, $export_id, $file, _line, "
-            f"split_part({q('_i_' + instrument)}, $sep, 1), split_part({q('_i_' + instrument)}, $sep, 2), "
-            f"{rules.without_ten_digits(q('_d_' + instrument))}, 'instrument', {lit(instrument)}, "
-            "$at, $run_id "
-            f"from {CHECKED} where _first is null and {q('_i_' + instrument)} is not null", params,
+            f"split_part({flag}, $sep, 1), split_part({flag}, $sep, 2), "
+            f"{rules.without_ten_digits(detail)}, 'instrument', {lit(instrument)}, $at, $run_id "
+            f"from {CHECKED} s where _first is null and {flag} is not null", params,
         )
 
 
