@@ -202,31 +202,41 @@ def test_an_unwritable_warehouse_is_named_without_a_traceback(tmp_path: Path, ca
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("case", ["database_is_a_folder", "disk_full"])
+@pytest.mark.parametrize("case", ["database_is_a_folder", "disk_full", "disk_full_during_dbt"])
 def test_a_warehouse_that_fails_mid_run_is_named_without_a_traceback(tmp_path: Path,
                                                                      case: str) -> None:
-    """A working database that cannot be opened; a disk that fills up while ingestion writes.
+    """A working database that cannot be opened; a disk that fills up while ingestion writes, or
+    while dbt does.
 
     The full disk is a file-size limit on the run (RLIMIT_FSIZE, no root needed): past 3 MB
     every write fails as on a full disk (EFBIG instead of ENOSPC). Ingesting the sample writes
-    about 2 MB, so the zone is a larger synthetic one (400 participants), whose ingestion passes
-    3 MB before any other file of the run does.
+    about 2 MB, so dbt is the first to pass 3 MB (the working database's write-ahead log, then its
+    own log and the run's); for ingestion to fail first the zone is a larger synthetic one (400
+    participants). The step that failed is named with the cause, as dbt reported it.
     """
     warehouse = tmp_path / "warehouse"
     paths = {"POD_WAREHOUSE_DIR": warehouse}
     if case == "database_is_a_folder":
         (warehouse / "pod_work.duckdb").mkdir(parents=True)
-    else:
+    elif case == "disk_full":
         paths["POD_LANDING_DIR"] = tmp_path / "landing"
         generate(paths["POD_LANDING_DIR"], sites=1, participants_per_site=400, seed=14, batches=1,
                  messy=False, preset=None)
-    result = run_pod(storage_env(tmp_path, **paths), limit_bytes=3_000_000 if case == "disk_full" else None)
+    result = run_pod(storage_env(tmp_path, **paths),
+                     limit_bytes=None if case == "database_is_a_folder" else 3_000_000)
     output = result.stdout + result.stderr
     assert result.returncode == 1, output
     assert "Traceback" not in output
     failed = output.split("Failed steps:\n", 1)[1].splitlines()[0]
     assert str(warehouse / "pod_work.duckdb") in failed, failed
     assert ("Is a directory" if case == "database_is_a_folder" else "File too large") in failed
+    if case == "disk_full_during_dbt":
+        assert failed.startswith("  pod_dbt_models: ") and "dbt build failed at 1 node: model " in failed, failed
+        [log] = (warehouse / "logs").glob("run-*.log")
+        if log.stat().st_size == 3_000_000:  # the run's log reached the limit too
+            assert f"The log of this run stops short: writing {log} failed (File too large)" in output
+        else:
+            assert f"Full log of this run: {log}" in output
     assert re.search(r"^\d+ downstream steps skipped$", output, flags=re.MULTILINE), output
     assert "delivery__published_marts" not in output and "Published marts" not in output
     assert "This run published nothing, and nothing has been published yet." in output

@@ -1,6 +1,8 @@
 """What `pod run` and `pod deliver` print: a failed run says so plainly; impossible settings stop it."""
 
+import contextlib
 import datetime as dt
+import errno
 import os
 import shutil
 import subprocess
@@ -11,7 +13,7 @@ import pytest
 import scenario
 
 from pod_pipeline.app import cli
-from pod_pipeline.app.runner import RunSummary, report
+from pod_pipeline.app.runner import RunLog, RunSummary, report
 from pod_pipeline.delivery import deliveries
 from pod_pipeline.ingest.fingerprint import STATE_DDL
 from pod_pipeline.settings import SAMPLE_LANDING_DIR, Settings
@@ -81,6 +83,23 @@ def test_a_failed_run_that_published_shows_its_publication(pod_env: Path) -> Non
     text = report(settings, failed(), None)
     assert f"Published marts: {settings.published_db}" in text and "Quarantine" in text
     assert "unchanged" not in text
+
+
+def test_a_run_log_on_a_full_disk_stops_short_and_the_summary_says_so(pod_env: Path) -> None:
+    """/dev/full fails every write as a full disk does (ENOSPC): the run goes on, the log stops."""
+    log = RunLog(open("/dev/full", "w", encoding="utf-8"))  # noqa: SIM115 (closed by RunLog.close)
+    with contextlib.redirect_stdout(log):
+        print("x" * 100_000)  # more than the file's buffer: the write itself reaches the disk
+        print("the rest of the run")
+    log.flush()
+    log.close()
+    assert log.error == os.strerror(errno.ENOSPC) and log.handle.closed
+    summary = failed()
+    summary.log_path, summary.log_error = Path("/w/logs/run-1.log"), log.error
+    text = report(Settings.from_env(), summary, None)
+    assert ("The log of this run stops short: writing /w/logs/run-1.log failed (No space left on device); "
+            "every step's events are in the run history") in text
+    assert "Full log of this run" not in text
 
 
 def test_a_successful_run_reports_as_before(pod_env: Path) -> None:

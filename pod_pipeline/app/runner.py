@@ -5,8 +5,10 @@ import datetime as dt
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TextIO
 
 import dagster as dg
 import duckdb
@@ -88,6 +90,40 @@ class RunSummary:
     failed_steps: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     log_path: Path | None = None
+    log_error: str | None = None  # why the run log stopped short (a full disk), if it did
+
+
+class RunLog:
+    """The run's log file as its stdout and stderr. A write that fails (a full disk) is remembered
+    and the rest of the log dropped, rather than raised into the run or out of the command: the
+    run's events are in the instance either way, and the summary says the log is incomplete."""
+
+    def __init__(self, handle: TextIO) -> None:
+        self.handle = handle
+        self.error: str | None = None
+
+    def write(self, text: str) -> int:
+        self._guard(self.handle.write, text)
+        return len(text)
+
+    def flush(self) -> None:
+        self._guard(self.handle.flush)
+
+    def close(self) -> None:
+        self._guard(self.handle.close)
+        if not self.handle.closed:  # its last flush failed; the file is closed all the same
+            with contextlib.suppress(OSError):
+                self.handle.close()
+
+    def _guard(self, call: Callable[..., object], *args: str) -> None:
+        if self.error is None:
+            try:
+                call(*args)
+            except OSError as exc:
+                self.error = exc.strerror or str(exc)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.handle, name)
 
 
 def execute(job_name: str = "refresh", run_config: dict | None = None, tags: dict | None = None,
@@ -108,7 +144,7 @@ def execute(job_name: str = "refresh", run_config: dict | None = None, tags: dic
         print(f"pod: run {run_id} was interrupted (its process is gone): marked failed", file=sys.stderr)
 
     started = time.monotonic()
-    log_path = None
+    log_path = log = None
     with contextlib.ExitStack() as stack:
         # One run at a time on the working database: wait here, on the terminal, for a run the
         # sensor, a schedule or the UI started; the run's own resources then hold the same lock.
@@ -118,15 +154,17 @@ def execute(job_name: str = "refresh", run_config: dict | None = None, tags: dic
             log_path = settings.warehouse_dir / "logs" / f"run-{dt.datetime.now():%Y%m%dT%H%M%S}.log"
             try:
                 log_path.parent.mkdir(parents=True, exist_ok=True)
-                log = stack.enter_context(log_path.open("w", encoding="utf-8"))
+                log = RunLog(log_path.open("w", encoding="utf-8"))
             except OSError as exc:
                 raise SettingsError(f"cannot write the run log {log_path}: {exc.strerror}") from exc
+            stack.callback(log.close)
             stack.enter_context(contextlib.redirect_stdout(log))
             stack.enter_context(contextlib.redirect_stderr(log))
         result = defs.resolve_job_def(job_name).execute_in_process(
             instance=instance, run_config=run_config or {}, tags=tags, raise_on_error=False,
             asset_selection=asset_selection)
-    summary = RunSummary(result.success, result.run_id, time.monotonic() - started, log_path=log_path)
+    summary = RunSummary(result.success, result.run_id, time.monotonic() - started, log_path=log_path,
+                         log_error=log.error if log else None)
     for event in result.all_events:
         if event.event_type_value == "ASSET_CHECK_EVALUATION":
             evaluation = event.event_specific_data
@@ -306,7 +344,10 @@ def report(settings: Settings, summary: RunSummary, warning: str | None) -> str:
         by = f" by run {run_id}" if run_id else ""
         lines.append(f"\nThis run published nothing: the publication is unchanged, still the one made "
                      f"{when:%Y-%m-%d %H:%M}{by}: {settings.published_db}")
-    if summary.log_path:
+    if summary.log_path and summary.log_error:
+        lines.append(f"\nThe log of this run stops short: writing {summary.log_path} failed "
+                     f"({summary.log_error}); every step's events are in the run history")
+    elif summary.log_path:
         lines.append(f"\nFull log of this run: {summary.log_path}")
     lines.append(f"Run history and every check's details: `make ui` (DAGSTER_HOME={settings.dagster_home})")
     return "\n".join(lines)

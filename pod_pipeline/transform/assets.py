@@ -1,5 +1,6 @@
 """The dbt project as Dagster assets: seeds, staging, intermediate and marts, with dbt tests as checks."""
 
+import datetime as dt
 import json
 import os
 import sys
@@ -47,6 +48,7 @@ def pod_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource,
     # starts from the project's parse (transform/parse.py).
     if start_from_project_parse(settings.dbt_target_dir, settings.work_db):
         context.log.info("dbt starts from the project's parse (a fresh warehouse)")
+    started = dt.datetime.now(dt.UTC)
     invocation = dbt.cli(["build", "--vars", json.dumps(settings.dbt_vars()),
                           "--exclude-resource-type", "unit_test"], context=context,
                          target_path=settings.dbt_target_dir)
@@ -60,7 +62,41 @@ def pod_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource,
     with warehouse.connect() as con:
         yield from (_with_row_count(con, invocation.manifest, event) for event in events)
     if failure is not None:
-        raise failure
+        reason = dbt_failure(settings.dbt_target_dir / "run_results.json", since=started)
+        if reason is None:
+            raise failure
+        # The run's summary shows the first line of the innermost error: dbt's own reasons, rather
+        # than dagster-dbt's "The dbt CLI process with command ... failed".
+        raise DbtBuildFailed(reason) from None
+
+
+class DbtBuildFailed(Exception):
+    """`dbt build` failed; the message names each failed node with dbt's reason."""
+
+
+def dbt_failure(run_results: Path, since: dt.datetime, shown: int = 3) -> str | None:
+    """One line from dbt's run_results.json: the nodes that failed and why (None when the file is
+    missing, unreadable or older than `since`, or names no failure)."""
+    try:
+        content = json.loads(run_results.read_text(encoding="utf-8"))
+        generated = dt.datetime.fromisoformat(content["metadata"]["generated_at"].replace("Z", "+00:00"))
+        results = content["results"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if generated < since:
+        return None  # dbt stopped before writing this build's results
+    failed = [r for r in results if r.get("status") in ("error", "fail", "runtime error")]
+    if not failed:
+        return None
+    parts = []
+    for result in failed[:shown]:
+        kind, _, name = result["unique_id"].split(".")[:3]
+        lines = [line.strip() for line in (result.get("message") or "").splitlines() if line.strip()]
+        # A runtime error's first line only repeats the node ("Runtime Error in model x (path)").
+        detail = " ".join(lines[1:] if len(lines) > 1 and lines[0].startswith("Runtime Error") else lines)
+        parts.append(f"{kind} {name}: {detail or result['status']}")
+    more = f"; and {len(failed) - shown} more" if len(failed) > shown else ""
+    return f"dbt build failed at {len(failed)} node{'s' if len(failed) > 1 else ''}: {'; '.join(parts)}{more}"
 
 
 def _with_row_count(con: duckdb.DuckDBPyConnection, manifest: Mapping[str, Any], event: Any) -> Any:
