@@ -104,6 +104,12 @@ def test_a_failed_build_is_told_in_dbts_words(tmp_path: Path) -> None:
         'file "/w/pod_work.duckdb.wal": File too large; test unique_participants_participant_id: Got 3 results, '
         "configured to fail if != 0")
     assert dbt_failure(path, since, shown=1).endswith("File too large; and 1 more")
+    conversion = ("Runtime Error in model stg_a (models/stg_a.sql)\n"
+                  "  Conversion Error: Could not convert string '943 476 5919' to INT32")
+    assert dbt_failure(_run_results(tmp_path / "conversion.json", "2026-12-05T09:00:10Z",
+                                    [("model.pod.stg_a", "error", conversion)]), since) == (
+        "dbt build failed at 1 node: model stg_a: Conversion Error: Could not convert string "
+        "'(10 digits withheld)' to INT32")
     # Results older than the build (dbt stopped before writing its own), none failed, or none at all.
     assert dbt_failure(path, since + dt.timedelta(minutes=1)) is None
     assert dbt_failure(_run_results(path, "2026-12-05T09:00:10Z", [("model.pod.int_a", "success", "OK")]),

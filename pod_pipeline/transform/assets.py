@@ -3,6 +3,7 @@
 import datetime as dt
 import json
 import os
+import re
 import sys
 from collections.abc import Iterator, Mapping, Sequence
 from functools import cached_property
@@ -16,6 +17,7 @@ from dagster_dbt.errors import DagsterDbtCliRuntimeError
 from dbt.version import __version__ as dbt_version
 from packaging import version
 
+from pod_pipeline.identifiers import TEN_DIGITS
 from pod_pipeline.resources import Warehouse
 from pod_pipeline.settings import DBT_PROJECT_DIR
 from pod_pipeline.transform.parse import ensure_dbt_manifest, start_from_project_parse
@@ -96,7 +98,10 @@ def dbt_failure(run_results: Path, since: dt.datetime, shown: int = 3) -> str | 
         detail = " ".join(lines[1:] if len(lines) > 1 and lines[0].startswith("Runtime Error") else lines)
         parts.append(f"{kind} {name}: {detail or result['status']}")
     more = f"; and {len(failed) - shown} more" if len(failed) > shown else ""
-    return f"dbt build failed at {len(failed)} node{'s' if len(failed) > 1 else ''}: {'; '.join(parts)}{more}"
+    told = f"dbt build failed at {len(failed)} node{'s' if len(failed) > 1 else ''}: {'; '.join(parts)}{more}"
+    # dbt may quote a value it could not convert; the summary goes to the terminal and the run
+    # history, so ten digits in a row are withheld, as in quarantine details.
+    return re.sub(TEN_DIGITS, "(10 digits withheld)", told)
 
 
 def _with_row_count(con: duckdb.DuckDBPyConnection, manifest: Mapping[str, Any], event: Any) -> Any:
