@@ -12,6 +12,8 @@ _NHS_SHAPE = re.compile(r"^[0-9]{10}$")
 # Ten digits, optionally spaced 3-3-4: the shape of an NHS number wherever it is typed. The same
 # pattern serves Python's re and DuckDB's regular expressions.
 TEN_DIGITS = r"[0-9]{3} ?[0-9]{3} ?[0-9]{4}"
+# What stands in for ten digits in a row in text that leaves the restricted schema.
+DIGITS_WITHHELD = "(10 digits withheld)"
 # Ten digits standing alone: not part of a longer run of letters or digits (so a hex digest or a
 # longer number is not read as an NHS number).
 NHS_NUMBER_IN_TEXT = re.compile(rf"(?<![0-9A-Za-z])({TEN_DIGITS})(?![0-9A-Za-z])")
@@ -40,6 +42,12 @@ def nhs_number_is_valid(value: str) -> bool:
 def find_nhs_numbers(text: str) -> list[str]:
     """The valid NHS numbers standing in a piece of text (for the identifier scans)."""
     return [m for m in NHS_NUMBER_IN_TEXT.findall(text) if nhs_number_is_valid(m)]
+
+
+def without_ten_digits(text: str) -> str:
+    """The text with every run of ten digits (spaced 3-3-4 or not) withheld, as
+    `rules.without_ten_digits` does in SQL."""
+    return re.sub(TEN_DIGITS, DIGITS_WITHHELD, text)
 
 
 def pseudonym(nhs_number: str, key: str) -> str:

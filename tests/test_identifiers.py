@@ -10,7 +10,9 @@ from pod_pipeline.identifiers import (
     pseudonym,
     sql_nhs_number_is_valid,
     sql_pseudonym,
+    without_ten_digits,
 )
+from pod_pipeline.ingest import rules
 
 # 943 476 5919 is the NHS Data Dictionary's worked example; 401 023 2137 a widely published test number.
 VALID = ["9434765919", "943 476 5919", "4010232137", "401 023 2137", "9990000018"]
@@ -65,3 +67,12 @@ def test_long_keys_are_hashed_first_as_rfc_2104_says() -> None:
 def test_numbers_are_found_in_text_but_not_inside_digests_or_longer_numbers() -> None:
     assert find_nhs_numbers("patient 943 476 5919, alt 4010232137.") == ["943 476 5919", "4010232137"]
     assert find_nhs_numbers("sha 9434765919ab and id 194347659190 and 9434765918") == []
+
+
+def test_ten_digits_are_withheld_alike_in_sql_and_python() -> None:
+    texts = ["nhs_number = '943 476 5919' is wrong", "9434765919 and 4010232137", "12345678901", "123 45", ""]
+    con = duckdb.connect()
+    rows = con.execute(f"select v, {rules.without_ten_digits('v')} from unnest($v) t(v)", {"v": texts}).fetchall()
+    assert {v: out for v, out in rows} == {v: without_ten_digits(v) for v in texts}
+    assert without_ten_digits(texts[0]) == "nhs_number = '(10 digits withheld)' is wrong"
+    assert without_ten_digits(texts[3]) == "123 45"

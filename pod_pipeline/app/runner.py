@@ -110,10 +110,11 @@ class RunLog:
         self._guard(self.handle.flush)
 
     def close(self) -> None:
-        self._guard(self.handle.close)
-        if not self.handle.closed:  # its last flush failed; the file is closed all the same
-            with contextlib.suppress(OSError):
-                self.handle.close()
+        # Closed even when its last flush fails (the error is still raised, and kept here).
+        try:
+            self.handle.close()
+        except OSError as exc:
+            self.error = self.error or exc.strerror or str(exc)
 
     def _guard(self, call: Callable[..., object], *args: str) -> None:
         if self.error is None:

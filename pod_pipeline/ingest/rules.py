@@ -10,7 +10,7 @@ import functools
 from dataclasses import dataclass
 
 from pod_pipeline import seeds
-from pod_pipeline.identifiers import TEN_DIGITS
+from pod_pipeline.identifiers import DIGITS_WITHHELD, TEN_DIGITS
 from pod_pipeline.sql import lit, q
 
 MISSING_CODES = ("UNK", "NASK", "ASKU", "NA")
@@ -45,8 +45,7 @@ def without_ten_digits(expression: str) -> str:
     Quarantine details leave the restricted schema; an NHS number typed into the wrong field, or
     quoted whole by a rule's detail, must not go with them.
     """
-    return (f"regexp_replace({expression}, {lit(TEN_DIGITS)}, "
-            "'(10 digits withheld)', 'g')")
+    return f"regexp_replace({expression}, {lit(TEN_DIGITS)}, {lit(DIGITS_WITHHELD)}, 'g')"
 
 
 def free_text(column: str) -> Rule:

@@ -3,7 +3,6 @@
 import datetime as dt
 import json
 import os
-import re
 import sys
 from collections.abc import Iterator, Mapping, Sequence
 from functools import cached_property
@@ -17,7 +16,7 @@ from dagster_dbt.errors import DagsterDbtCliRuntimeError
 from dbt.version import __version__ as dbt_version
 from packaging import version
 
-from pod_pipeline.identifiers import TEN_DIGITS
+from pod_pipeline.identifiers import without_ten_digits
 from pod_pipeline.resources import Warehouse
 from pod_pipeline.settings import DBT_PROJECT_DIR
 from pod_pipeline.transform.parse import ensure_dbt_manifest, start_from_project_parse
@@ -101,7 +100,7 @@ def dbt_failure(run_results: Path, since: dt.datetime, shown: int = 3) -> str | 
     told = f"dbt build failed at {len(failed)} node{'s' if len(failed) > 1 else ''}: {'; '.join(parts)}{more}"
     # dbt may quote a value it could not convert; the summary goes to the terminal and the run
     # history, so ten digits in a row are withheld, as in quarantine details.
-    return re.sub(TEN_DIGITS, "(10 digits withheld)", told)
+    return without_ten_digits(told)
 
 
 def _with_row_count(con: duckdb.DuckDBPyConnection, manifest: Mapping[str, Any], event: Any) -> Any:
