@@ -44,6 +44,7 @@ from pod_pipeline.app.runner import RunSummary, execute, prepare_instance
 from pod_pipeline.definitions import defs
 from pod_pipeline.delivery.assets import DELIVERY_KEY
 from pod_pipeline.ingest import ledger
+from pod_pipeline.ingest.assets import FULL_REFRESH
 from pod_pipeline.ingest.batch_manifest import KNOWN_FILES, seal_batch
 from pod_pipeline.ingest.checks import conservation_failures
 from pod_pipeline.settings import Settings
@@ -56,7 +57,7 @@ FIRST_REFERENCE_DATE = "2026-01-12"
 SMALL_ZONE_MIN_DUE = "20"
 CALC = "=cmd|' /C calc'!A0"
 CLUSTER_FORMULA = "@SUM(1)"
-FORCE = {"ops": {"ingest__landing_batches": {"config": {"force": True}}}}
+FORCE = FULL_REFRESH
 POD = Path(sys.executable).with_name("pod")
 DBT_STEP = "pod_dbt_models"
 

@@ -114,7 +114,8 @@ def test_schedules_force_a_full_rebuild(name: str, cron: str, when: dt.datetime)
             dg.build_schedule_context(instance=instance, scheduled_execution_time=when)
         )
     (request,) = result.run_requests
-    assert request.run_config == {"ops": {"ingest__landing_batches": {"config": {"force": True}}}}
+    assert request.run_config == {"ops": {"ingest__landing_batches": {"config": {"force": True}},
+                                          "pod_dbt_models": {"config": {"full_refresh": True}}}}
 
 
 def test_freshness_policies_cover_marts_publication_and_delivery() -> None:

@@ -571,6 +571,7 @@ def test_value_set_setting_switches_utilities_and_qaly(built, tmp_path):
         result = dbt(
             tmp_path,
             "run",
+            "--full-refresh",  # as the pipeline builds after a change of settings
             "--select",
             "int_qalys_calculated+ outcome_scores",
             reference_date=REFERENCE_DATE,

@@ -3,8 +3,10 @@
 import collections
 import json
 import os
+import shutil
 from pathlib import Path
 
+import dagster as dg
 import duckdb
 import pytest
 from scenario import SMALL_ZONE_MIN_DUE
@@ -41,12 +43,46 @@ def messy(tmp_path_factory: pytest.TempPathFactory) -> dict:
             snapshot = _table_digests(con)
         second = execute()
     planted = json.loads((zone / "planted.json").read_text())
-    return {"first": first, "second": second, "work": work, "planted": planted, "snapshot": snapshot}
+    return {"first": first, "second": second, "work": work, "planted": planted, "snapshot": snapshot,
+            "zone": zone}
 
 
-def _table_digests(con: duckdb.DuckDBPyConnection) -> dict[str, tuple]:
+@pytest.fixture(scope="module")
+def arriving(messy: dict, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The same zone arriving in two steps: every batch but the last of one site, then that batch.
+    The second run's dbt build rebuilds only that site's rows (transform/partitions.py)."""
+    root = tmp_path_factory.mktemp("arriving")
+    zone, landing = messy["zone"], root / "landing"
+    batches = sorted(p for p in zone.glob("*/*") if p.is_dir())
+    late = max(b for b in batches if b.parent.name == batches[-1].parent.name)
+    env = {"POD_LANDING_DIR": str(landing), "POD_DATA_DIR": str(root / "data"),
+           "POD_REFERENCE_DATE": "2026-11-25", "DAGSTER_HOME": str(root / "data" / "dagster_home"),
+           "POD_COMPLETENESS_MIN_DUE": SMALL_ZONE_MIN_DUE}
+    runs = []
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in env.items():
+            patch.setenv(name, value)
+        for name in ("POD_WAREHOUSE_DIR", "POD_PSEUDONYM_KEY", "POD_ENV"):
+            patch.delenv(name, raising=False)
+        for arrived in ([b for b in batches if b != late], [late]):
+            for batch in arrived:
+                shutil.copytree(batch, landing / batch.parent.name / batch.name)
+            runs.append(execute(quiet=True))
+            with dg.DagsterInstance.get() as instance:
+                runs.append([r.user_message for r in instance.all_logs(runs[-1].run_id)
+                             if r.step_key == "pod_dbt_models" and "dbt rebuilds" in r.user_message])
+    work = root / "data" / "warehouse" / "pod_work.duckdb"
+    with duckdb.connect(str(work), read_only=True) as con:
+        rebuilt = [s for (s,) in con.execute("select site from audit.dbt_partition_sites").fetchall()]
+    return {"first": runs[0], "first_log": runs[1], "second": runs[2], "second_log": runs[3],
+            "late_site": late.parent.name, "rebuilt": rebuilt, "work": work}
+
+
+def _table_digests(con: duckdb.DuckDBPyConnection,
+                   schemas: tuple[str, ...] | None = None) -> dict[str, tuple]:
     tables = con.execute("select table_schema, table_name from information_schema.tables "
                          "where table_type = 'BASE TABLE' and table_schema not in ('audit')").fetchall()
+    tables = [(s, t) for s, t in tables if schemas is None or s in schemas]
     digests = {}
     for schema, table in tables:
         columns = [c for (c,) in con.execute(
@@ -151,3 +187,26 @@ def test_the_messy_marts_are_what_they_were(messy: dict) -> None:
     if os.environ.get("POD_UPDATE_SNAPSHOT"):
         MESSY_SNAPSHOT.write_text(json.dumps(digest, indent=2, sort_keys=True) + "\n")
     assert digest == json.loads(MESSY_SNAPSHOT.read_text())
+
+
+def test_a_batch_at_one_site_rebuilds_that_sites_rows_only(arriving: dict) -> None:
+    assert arriving["first"].success and arriving["second"].success
+    assert arriving["first_log"] == ["dbt rebuilds every site (the warehouse's first build)"]
+    site = arriving["late_site"]
+    assert arriving["second_log"] == [f"dbt rebuilds the rows of 1 site(s) whose inputs changed: {site}"]
+    assert arriving["rebuilt"] == [site]
+
+
+def test_rows_rebuilt_by_site_are_those_of_a_full_build(arriving: dict, messy: dict) -> None:
+    """Every intermediate table and mart of the zone built in two steps, the second rebuilding one
+    site's rows, is the same as those of the whole zone built at once (row order aside)."""
+    schemas = ("intermediate", "marts")
+    with duckdb.connect(str(arriving["work"]), read_only=True) as stepwise, \
+            duckdb.connect(str(messy["work"]), read_only=True) as whole:
+        got, expected = _table_digests(stepwise, schemas), _table_digests(whole, schemas)
+        partitioned = stepwise.execute(
+            "select count(*) from information_schema.tables where table_schema in ('intermediate', 'marts')"
+            " and table_name in ('int_instrument_scales_scored', 'outcome_scores')").fetchall()
+    assert partitioned == [(2,)] and len(expected) > 30
+    assert got == expected
+    assert marts_digest(arriving["work"]) == marts_digest(messy["work"])

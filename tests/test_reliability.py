@@ -96,6 +96,12 @@ def test_the_killed_run_leaves_a_recoverable_warehouse_and_is_marked_failed(stor
             in story.second.stderr)
     assert story.killed["status_after_next_run"] == dg.DagsterRunStatus.FAILURE
     assert "SUCCESS" in story.second.stdout.splitlines()[0]
+    # The killed build left the partitioned models part-built: the next one rebuilt every site.
+    plans = [line.split(" - pod_dbt_models - ", 1)[1]
+             for log in sorted((story.warehouse / "logs").glob("run-*.log"))
+             for line in log.read_text(encoding="utf-8").splitlines() if " - pod_dbt_models - dbt rebuilds" in line]
+    assert plans[0] == "dbt rebuilds every site (the warehouse's first build)"
+    assert plans[-1] == "dbt rebuilds every site (the last build did not finish, or built a selection of models)"
 
 
 @pytest.mark.slow

@@ -29,8 +29,9 @@ select
     arm,
     coalesce('cluster:' || cluster_id, 'participant:' || participant_id) as unit,
     count(*) as size,
-    sum(cast(total_cost as double)) as cost,
-    sum(cast(qaly as double)) as qaly,
+    -- Summed as the decimals they are, so a unit's sums do not depend on the order of its rows.
+    cast(sum(total_cost) as double) as cost,
+    cast(sum(qaly) as double) as qaly,
     bool_or(cluster_id is not null) as is_cluster
 from marts.cost_effectiveness
 where coalesce(has_complete_qaly and has_complete_cost, false)

@@ -196,6 +196,8 @@ def _root_cause(error: SerializableErrorInfo) -> str:
 
 def run_pipeline(force: bool = False) -> int:
     """Materialise everything for the configured landing zone and print what a user needs."""
+    from pod_pipeline.ingest.assets import FULL_REFRESH
+
     try:
         settings = Settings.from_env()
         settings.check_landing_dir()
@@ -203,8 +205,7 @@ def run_pipeline(force: bool = False) -> int:
         with _hold(settings, job="refresh", trigger="pod run"):
             current = None if force else _current_publication(settings)
             if current is None:
-                summary = execute(run_config={"ops": {"ingest__landing_batches": {"config": {"force": force}}}},
-                                  quiet=True)
+                summary = execute(run_config=FULL_REFRESH if force else None, quiet=True)
     except SettingsError as exc:
         print(f"pod run: {exc}", file=sys.stderr)
         return 1

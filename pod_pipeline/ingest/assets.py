@@ -20,8 +20,10 @@ class LandingConfig(dg.Config):
 
 
 LANDING_OP = "ingest__landing_batches"  # run config is keyed by op name: ["ingest", "landing_batches"]
-# The run config of a run that rebuilds everything even when nothing new has landed.
-FULL_REFRESH = {"ops": {LANDING_OP: {"config": {"force": True}}}}
+# The run config of a run that rebuilds everything even when nothing new has landed: every row of
+# every dbt model too, not only the sites whose inputs changed (transform/partitions.py).
+FULL_REFRESH = {"ops": {LANDING_OP: {"config": {"force": True}},
+                        "pod_dbt_models": {"config": {"full_refresh": True}}}}
 
 
 @dg.asset(key=LANDING_KEY, group_name=GROUP, output_required=False, pool="duckdb_writer")

@@ -19,6 +19,7 @@ from packaging import version
 from pod_pipeline.identifiers import without_ten_digits
 from pod_pipeline.resources import Warehouse
 from pod_pipeline.settings import DBT_PROJECT_DIR
+from pod_pipeline.transform import partitions
 from pod_pipeline.transform.parse import ensure_dbt_manifest, start_from_project_parse
 
 
@@ -36,11 +37,23 @@ class PodDbtTranslator(DagsterDbtTranslator):
 translator = PodDbtTranslator(settings=DagsterDbtTranslatorSettings(enable_asset_checks=True))
 
 
+class DbtBuildConfig(dg.Config):
+    """full_refresh: rebuild every row of every model, not only the participants of the sites whose
+    inputs changed since the last build (`pod run --force` sets it)."""
+
+    full_refresh: bool = False
+
+
 @dbt_assets(manifest=ensure_dbt_manifest(), dagster_dbt_translator=translator, pool="duckdb_writer")
-def pod_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource,
-                   warehouse: Warehouse) -> Iterator[Any]:
-    """Seeds, staging, intermediate and marts built and tested by `dbt build` (grains in the dbt docs)."""
+def pod_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: Warehouse,
+                   config: DbtBuildConfig) -> Iterator[Any]:
+    """Seeds, staging, intermediate and marts built and tested by `dbt build` (grains in the dbt docs);
+    the participant-level models rebuild only the sites whose inputs changed (transform/partitions.py)."""
     settings = warehouse.settings
+    with warehouse.connect() as con:
+        build = partitions.plan(con, settings, full_refresh=config.full_refresh, selection=context.is_subset)
+        partitions.begin(con, build)
+    context.log.info(build.describe())
     os.environ.update(settings.dbt_env())
     # Unit tests check the SQL's logic, not the data: the test suite runs them (tests/test_dbt_build.py).
     # dbt's target folder lives in the warehouse, one per warehouse rather than one per run: its
@@ -51,7 +64,7 @@ def pod_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource,
         context.log.info("dbt starts from the project's parse (a fresh warehouse)")
     started = dt.datetime.now(dt.UTC)
     invocation = dbt.cli(["build", "--vars", json.dumps(settings.dbt_vars()),
-                          "--exclude-resource-type", "unit_test"], context=context,
+                          "--exclude-resource-type", "unit_test", *build.dbt_args()], context=context,
                          target_path=settings.dbt_target_dir)
     # dbt holds the database until it exits: gather its events, then count rows with our own
     # connection (dagster-dbt's row counts leave an adapter connection open in this process).
@@ -62,6 +75,8 @@ def pod_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource,
         failure = exc
     with warehouse.connect() as con:
         yield from (_with_row_count(con, invocation.manifest, event) for event in events)
+        if failure is None:
+            partitions.finish(con, build, selection=context.is_subset)
     if failure is not None:
         reason = dbt_failure(settings.dbt_target_dir / "run_results.json", since=started)
         if reason is None:

@@ -3,6 +3,8 @@
 -- (u[k] + u[k+1]) / 2, utilities under the reference-case value set (var value_set). Complete
 -- case: a missing utility leaves the QALY missing. A utility without a visit date takes its
 -- timepoint's target day, flagged. No discounting (the follow-up is shorter than a year).
+{{ site_partitioned() }}
+
 with
 
 -- The economic follow-up is the default protocol's schedule for every participant: the national
@@ -23,6 +25,7 @@ scheduled as (
     from {{ ref('int_participant_timepoints_scheduled') }} as scheduled
     inner join economic_timepoints
         on scheduled.timepoint = economic_timepoints.timepoint
+    where {{ in_rebuilt_partitions('scheduled.participant_id') }}
 
 ),
 
@@ -39,6 +42,7 @@ utilities as (
     from {{ ref('int_timepoint_scores_selected') }} as selected
     inner join reference_scale
         on selected.scale = reference_scale.scale
+    where {{ in_rebuilt_partitions('selected.participant_id') }}
 
 ),
 

@@ -2,11 +2,14 @@
 -- brought to the run's price year through the NHS Cost Inflation Index, and the cost. A unit cost
 -- whose price year the index cannot bridge stays unpriced (has_price_year_gap) instead of adding
 -- pounds of different years; a quantity of 0 costs 0 in any price year.
+{{ site_partitioned() }}
+
 with
 
 summed as (
 
     select * from {{ ref('int_instrument_scales_summed') }}
+    where {{ in_rebuilt_partitions() }}
 
 ),
 
@@ -26,6 +29,7 @@ scale_items as (
 items as (
 
     select * from {{ ref('int_questionnaire_items_unpivoted') }}
+    where {{ in_rebuilt_partitions() }}
 
 ),
 

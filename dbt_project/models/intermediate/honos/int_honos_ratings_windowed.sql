@@ -2,11 +2,14 @@
 -- study day, among the timepoints of the participant's protocol. Within a participant's window
 -- the rating nearest the target day is the analysis record; ties go to the later rating (then
 -- the later line of the extract).
+{{ site_partitioned() }}
+
 with
 
 ratings as (
 
     select * from {{ ref('stg_epr__honos_ratings') }}
+    where {{ in_rebuilt_partitions() }}
 
 ),
 
@@ -18,7 +21,7 @@ participants as (
         consent_date
 
     from {{ ref('int_participant_timepoints_scheduled') }}
-    where timepoint_order = 0
+    where timepoint_order = 0 and {{ in_rebuilt_partitions() }}
 
 ),
 

@@ -8,11 +8,14 @@
 --   not_expected  nothing received, and the instrument is not scheduled at this timepoint or the
 --                 timepoint is not expected after a follow_up / died withdrawal
 -- Whatever was received is shown as received, even where it was not expected.
+{{ site_partitioned() }}
+
 with
 
 scheduled as (
 
     select * from {{ ref('int_participant_timepoints_scheduled') }}
+    where {{ in_rebuilt_partitions() }}
 
 ),
 
@@ -31,6 +34,7 @@ instrument_scales as (
 selected as (
 
     select * from {{ ref('int_timepoint_scores_selected') }}
+    where {{ in_rebuilt_partitions() }}
 
 ),
 

@@ -2,25 +2,28 @@
 -- the carers' rows) and the HoNOS analysis rating (nearest the target day within the window).
 -- An out-of-window questionnaire keeps its timepoint but is not an analysis record; one without a
 -- visit date cannot be checked and stays an analysis record.
+{{ site_partitioned() }}
+
 with
 
 scored as (
 
     select * from {{ ref('int_instrument_scales_scored') }}
+    where {{ in_rebuilt_partitions() }}
 
 ),
 
 questionnaires as (
 
     select * from {{ ref('int_redcap_records_windowed') }}
-    where not is_carer_response
+    where not is_carer_response and {{ in_rebuilt_partitions() }}
 
 ),
 
 honos_ratings as (
 
     select * from {{ ref('int_honos_ratings_windowed') }}
-    where is_analysis_record
+    where is_analysis_record and {{ in_rebuilt_partitions() }}
 
 ),
 

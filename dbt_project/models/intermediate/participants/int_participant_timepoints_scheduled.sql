@@ -1,3 +1,5 @@
+{{ site_partitioned() }}
+
 with
 
 participants as (
@@ -5,7 +7,9 @@ participants as (
     select * from {{ ref('stg_register__participants') }}
     -- all_data: consent to use any of the participant's data was withdrawn. This model is the
     -- gate: every other intermediate model and mart reaches participants only through it.
-    where withdrawal_type is null or withdrawal_type <> 'all_data'
+    where
+        (withdrawal_type is null or withdrawal_type <> 'all_data')
+        and {{ in_rebuilt_partitions() }}
 
 ),
 

@@ -2,11 +2,14 @@
 -- timepoint's window (an out-of-window visit is flagged, never moved). Inner joins to the
 -- schedule drop rows of participants withdrawn with all_data. Narrow on purpose: the scoring
 -- models read the item values from the staging view, joined to this table.
+{{ site_partitioned() }}
+
 with
 
 records as (
 
     select * from {{ ref('stg_redcap__records') }}
+    where {{ in_rebuilt_partitions() }}
 
 ),
 
@@ -19,6 +22,7 @@ redcap_events as (
 scheduled as (
 
     select * from {{ ref('int_participant_timepoints_scheduled') }}
+    where {{ in_rebuilt_partitions() }}
 
 ),
 

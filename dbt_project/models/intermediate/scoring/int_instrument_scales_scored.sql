@@ -9,11 +9,14 @@
 --   value_set      1 - sum of the decrements (int_utilities_valued)
 --   unit_cost      sum of the item costs at the run's price year (int_service_use_items_costed)
 --   conversion     lookup of another scale's score in score_conversions (SWEMWBS metric)
+{{ site_partitioned() }}
+
 with
 
 summed as (
 
     select * from {{ ref('int_instrument_scales_summed') }}
+    where {{ in_rebuilt_partitions() }}
 
 ),
 
@@ -64,6 +67,7 @@ utilities as (
 costed_items as (
 
     select * from {{ ref('int_service_use_items_costed') }}
+    where {{ in_rebuilt_partitions() }}
 
 ),
 

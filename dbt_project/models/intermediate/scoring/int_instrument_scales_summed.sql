@@ -3,6 +3,8 @@
 -- (instrument_scales, scale_items), so item values are never unpivoted into rows.
 {%- set redcap_scales = scale_definitions('redcap') %}
 {%- set epr_scales = scale_definitions('epr') %}
+{{ site_partitioned() }}
+
 
 with
 
@@ -16,12 +18,14 @@ redcap_records as (
     from {{ ref('stg_redcap__records') }} as records
     inner join {{ ref('int_redcap_records_windowed') }} as windowed
         on records.response_id = windowed.response_id
+    where {{ in_rebuilt_partitions('records.participant_id') }}
 
 ),
 
 honos_ratings as (
 
     select * from {{ ref('int_honos_ratings_windowed') }}
+    where {{ in_rebuilt_partitions() }}
 
 ),
 

@@ -1,6 +1,8 @@
 -- Item-level rows only where the item's identity matters for the score: value-set lookups
 -- (EQ-5D-5L dimensions) and unit costs (service use). Sum-scored scales never come through here.
 {%- set item_scales = scale_definitions('redcap', ['value_set', 'unit_cost']) %}
+{{ site_partitioned() }}
+
 
 with
 
@@ -13,6 +15,7 @@ redcap_records as (
     from {{ ref('stg_redcap__records') }} as records
     inner join {{ ref('int_redcap_records_windowed') }} as windowed
         on records.response_id = windowed.response_id
+    where {{ in_rebuilt_partitions('records.participant_id') }}
 
 ),
 

@@ -1,5 +1,7 @@
 -- What a trial manager sends back to a site: every due, scheduled instrument that was not
 -- scored, with the reason and the date its window closed.
+{{ site_partitioned() }}
+
 with
 
 classified as (
@@ -9,6 +11,7 @@ classified as (
         is_expected
         and timepoint_status = 'due'
         and status in ('missing', 'not_scored')
+        and {{ in_rebuilt_partitions() }}
 
 )
 

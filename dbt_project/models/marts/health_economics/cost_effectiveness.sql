@@ -1,12 +1,14 @@
 -- The health economist's input, one row per participant: utilities under the reference-case
 -- value set, the QALY (int_qalys_calculated), service-use costs per 3-month period at one price
 -- year, completeness flags and the pattern of missing components for multiple imputation.
+{{ site_partitioned() }}
+
 with
 
 participants as (
 
     select * from {{ ref('int_participant_timepoints_scheduled') }}
-    where timepoint_order = 0
+    where timepoint_order = 0 and {{ in_rebuilt_partitions() }}
 
 ),
 
@@ -20,18 +22,21 @@ reference_scale as (
 selected as (
 
     select * from {{ ref('int_timepoint_scores_selected') }}
+    where {{ in_rebuilt_partitions() }}
 
 ),
 
 qalys as (
 
     select * from {{ ref('int_qalys_calculated') }}
+    where {{ in_rebuilt_partitions() }}
 
 ),
 
 costed_items as (
 
     select * from {{ ref('int_service_use_items_costed') }}
+    where {{ in_rebuilt_partitions() }}
 
 ),
 

@@ -1,14 +1,18 @@
+{{ site_partitioned() }}
+
 with
 
 costed as (
 
     select * from {{ ref('int_service_use_items_costed') }}
+    where {{ in_rebuilt_partitions() }}
 
 ),
 
 scheduled as (
 
     select * from {{ ref('int_participant_timepoints_scheduled') }}
+    where {{ in_rebuilt_partitions() }}
 
 )
 

@@ -2,12 +2,14 @@
 -- Should a carer_id appear twice in one event, the lower repeat instance stands (a warn-level
 -- test on int_redcap_records_windowed reports it); a row without carer_id is identified by its
 -- repeat instance.
+{{ site_partitioned() }}
+
 with
 
 carer_responses as (
 
     select * from {{ ref('int_redcap_records_windowed') }}
-    where is_carer_response
+    where is_carer_response and {{ in_rebuilt_partitions() }}
 
 ),
 
@@ -35,7 +37,7 @@ carer_scores as (
     from {{ ref('int_instrument_scales_scored') }} as scored
     inner join carer_instruments
         on scored.instrument = carer_instruments.instrument
-    where scored.collected_in = 'redcap'
+    where scored.collected_in = 'redcap' and {{ in_rebuilt_partitions('scored.participant_id') }}
     group by scored.response_id
 
 ),

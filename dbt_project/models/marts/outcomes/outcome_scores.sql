@@ -2,18 +2,21 @@
 -- record; change and percent change are given for post-baseline records only, percent change is
 -- null when the baseline is 0, and improvement is judged against the parameter's threshold in the
 -- scale's better direction (null where the parameter has no threshold).
+{{ site_partitioned() }}
+
 with
 
 selected as (
 
     select * from {{ ref('int_timepoint_scores_selected') }}
-    where score is not null
+    where score is not null and {{ in_rebuilt_partitions() }}
 
 ),
 
 scheduled as (
 
     select * from {{ ref('int_participant_timepoints_scheduled') }}
+    where {{ in_rebuilt_partitions() }}
 
 ),
 

@@ -1,15 +1,18 @@
+{{ site_partitioned() }}
+
 with
 
 scheduled as (
 
     select * from {{ ref('int_participant_timepoints_scheduled') }}
+    where {{ in_rebuilt_partitions() }}
 
 ),
 
 visits as (
 
     select * from {{ ref('int_redcap_records_windowed') }}
-    where not is_carer_response
+    where not is_carer_response and {{ in_rebuilt_partitions() }}
 
 ),
 
@@ -30,6 +33,7 @@ statuses as (
         max(case when instrument = 'lsns6' then status end) as lsns6_status
 
     from {{ ref('int_scheduled_instruments_classified') }}
+    where {{ in_rebuilt_partitions() }}
     group by
         participant_id,
         timepoint
@@ -75,6 +79,7 @@ scores as (
         max(case when scale = 'lsns6_isolated' then score end) as lsns6_isolated
 
     from {{ ref('int_timepoint_scores_selected') }}
+    where {{ in_rebuilt_partitions() }}
     group by
         participant_id,
         timepoint

@@ -1,0 +1,54 @@
+{#- Site partitions (docs/architecture.md, "Site partitions"). Sites are independent up to the
+    cohort-level marts, so a participant-level model is built incrementally: a build that is not a
+    full refresh rebuilds only the rows of the participants of the sites whose inputs changed. The
+    pipeline names those sites in audit.dbt_partition_sites before it starts dbt
+    (pod_pipeline/transform/partitions.py) and runs `dbt build --full-refresh` whenever anything
+    but the sites' inputs changed (the project, the settings, the reference date, dbt itself) or
+    the last build did not finish.
+
+    A partitioned model calls site_partitioned() and reads every participant-level input (staging
+    views and other partitioned models) through in_rebuilt_partitions(); seeds and cohort-level
+    tables are read whole. Its pre-hook first deletes every row that is not a participant of an
+    unchanged site, so rows of participants who left a register go too. A site's participants are
+    those of its register in the raw layer (raw.register.study_id, staging's participant_id),
+    named here rather than through ref() or source(): a reference made only in an incremental
+    build would have to be declared on every model and mocked in every unit test. -#}
+
+{% macro site_partitioned() -%}
+    {{- config(
+        materialized='incremental',
+        incremental_strategy='append',
+        on_schema_change='fail',
+        pre_hook="{{ delete_rebuilt_partitions() }}"
+    ) -}}
+{%- endmacro %}
+
+{#- Whether this build of the model rebuilds some sites' rows only (never in a unit test, which
+    has no relation of its own). -#}
+{% macro rebuilds_partitions() -%}
+    {{- return(this is not none and is_incremental()) -}}
+{%- endmacro %}
+
+{#- True for a row of a participant being rebuilt (every participant on a full build). -#}
+{% macro in_rebuilt_partitions(column='participant_id') -%}
+    {%- if rebuilds_partitions() -%}
+        {{ column }} in (
+            select study_id from raw.register
+            where site in (select site from audit.dbt_partition_sites)
+        )
+    {%- else -%}
+        true
+    {%- endif -%}
+{%- endmacro %}
+
+{% macro delete_rebuilt_partitions() -%}
+    {%- if rebuilds_partitions() -%}
+        delete from {{ this }}
+        where participant_id not in (
+            select study_id from raw.register
+            where
+                study_id is not null
+                and site not in (select site from audit.dbt_partition_sites)
+        )
+    {%- endif -%}
+{%- endmacro %}

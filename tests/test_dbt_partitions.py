@@ -1,0 +1,166 @@
+"""Site partitions of the dbt build (transform/partitions.py, dbt_project/macros/site_partitions.sql):
+which sites a build rebuilds, and that a build of some sites' rows leaves what a full build would."""
+
+import dataclasses
+import datetime as dt
+import json
+from pathlib import Path
+
+import duckdb
+import pytest
+from test_dbt_build import REFERENCE_DATE, dbt, load_raw_layer
+
+from pod_pipeline.settings import Settings
+from pod_pipeline.transform import partitions
+
+PROJECT = Path(__file__).resolve().parents[1] / "dbt_project"
+
+
+@pytest.fixture()
+def warehouse(tmp_path: Path) -> duckdb.DuckDBPyConnection:
+    with duckdb.connect(str(tmp_path / "pod_work.duckdb")) as con:
+        con.execute("create schema audit; create schema raw")
+        con.execute("create table audit.current_inputs (file varchar, site varchar, inputs varchar)")
+        con.execute("insert into audit.current_inputs values ('register.csv', 'kmpt', 'r1'), "
+                    "('register.csv', 'sabp', 'r2'), ('redcap_records.csv', 'kmpt', 'q1')")
+        con.execute("create table raw.register (study_id varchar, site varchar)")
+        yield con
+
+
+@pytest.fixture()
+def settings(tmp_path: Path) -> Settings:
+    return Settings.from_env({"POD_DATA_DIR": str(tmp_path / "data"), "POD_REFERENCE_DATE": "2026-11-25"})
+
+
+def _built(con: duckdb.DuckDBPyConnection, settings: Settings, **kwargs) -> partitions.BuildPlan:
+    """Plan a build, start it and finish it, as pod_dbt_models does when dbt succeeds."""
+    build = partitions.plan(con, settings, **kwargs)
+    partitions.begin(con, build)
+    partitions.finish(con, build, selection=kwargs.get("selection", False))
+    return build
+
+
+def test_a_first_build_is_full_and_an_unchanged_one_rebuilds_no_site(warehouse, settings) -> None:
+    first = _built(warehouse, settings)
+    assert (first.full, first.reason, first.dbt_args()) == (True, "the warehouse's first build", ["--full-refresh"])
+    assert first.sites == ("kmpt", "sabp")
+    again = _built(warehouse, settings)
+    assert (again.full, again.sites, again.dbt_args()) == (False, (), [])
+    assert again.describe() == "dbt rebuilds no site's rows: no site's inputs changed since the last build"
+
+
+def test_a_site_whose_inputs_changed_is_rebuilt_alone(warehouse, settings) -> None:
+    _built(warehouse, settings)
+    warehouse.execute("update audit.current_inputs set inputs = 'q2' "
+                      "where site = 'kmpt' and file = 'redcap_records.csv'")
+    build = partitions.plan(warehouse, settings)
+    assert (build.full, build.sites) == (False, ("kmpt",))
+    partitions.begin(warehouse, build)
+    assert warehouse.execute("select site from audit.dbt_partition_sites").fetchall() == [("kmpt",)]
+    assert build.describe() == "dbt rebuilds the rows of 1 site(s) whose inputs changed: kmpt"
+    partitions.finish(warehouse, build)
+    # A new site, and a file a site no longer has, are changes of those sites.
+    warehouse.execute("insert into audit.current_inputs values ('register.csv', 'oxf', 'r3')")
+    warehouse.execute("delete from audit.current_inputs where site = 'sabp'")
+    assert partitions.plan(warehouse, settings).sites == ("oxf", "sabp")
+
+
+@pytest.mark.parametrize("change", ["reference_date", "value_set", "raw_column"])
+def test_anything_but_a_sites_inputs_rebuilds_every_site(warehouse, settings, change: str) -> None:
+    _built(warehouse, settings)
+    if change == "reference_date":
+        settings = dataclasses.replace(settings, reference_date=dt.date(2026, 11, 26))
+    elif change == "value_set":
+        settings = dataclasses.replace(settings, value_set="england_2018")
+    else:
+        warehouse.execute("alter table raw.register add column arm varchar")
+    build = partitions.plan(warehouse, settings)
+    assert build.full and build.sites == ("kmpt", "sabp")
+    assert "changed" in build.reason
+
+
+def test_the_project_digest_follows_every_file_of_the_project(tmp_path: Path) -> None:
+    for name in partitions.PROJECT_FILES:
+        path = tmp_path / name
+        if name.endswith(".yml"):
+            path.write_text("name: pod\n")
+        else:
+            path.mkdir()
+            (path / "a.sql").write_text("select 1")
+    before = partitions.project_digest(tmp_path)
+    (tmp_path / "macros" / "a.sql").write_text("select 2")
+    changed = partitions.project_digest(tmp_path)
+    (tmp_path / "target").mkdir()
+    (tmp_path / "target" / "run_results.json").write_text("{}")
+    assert before != changed == partitions.project_digest(tmp_path)
+    assert partitions.project_digest() == partitions.project_digest(PROJECT)
+
+
+@pytest.mark.parametrize("how", ["full_refresh", "selection", "unfinished"])
+def test_a_build_that_may_leave_rows_behind_is_followed_by_a_full_one(warehouse, settings, how: str) -> None:
+    _built(warehouse, settings)
+    if how == "unfinished":  # dbt failed or was killed: begin() without finish()
+        partitions.begin(warehouse, partitions.plan(warehouse, settings))
+    else:
+        build = _built(warehouse, settings, **{how: True})
+        assert build.full
+    following = partitions.plan(warehouse, settings)
+    if how == "full_refresh":
+        assert not following.full
+    else:
+        assert following.full
+        assert following.reason == "the last build did not finish, or built a selection of models"
+    state = warehouse.execute("select fingerprint, inputs from audit.dbt_build_state").fetchall()
+    assert len(state) == (1 if how == "full_refresh" else 0)
+    if state:
+        assert json.loads(state[0][1]) == partitions.current_inputs(warehouse)
+
+
+PARTITIONED = ("int_participant_timepoints_scheduled", "int_instrument_scales_scored", "int_timepoint_scores_selected",
+               "int_scheduled_instruments_classified", "outcome_scores", "participant_timepoints",
+               "service_use_costs", "cost_effectiveness", "missing_assessments", "carer_timepoints")
+
+
+def _rows_by_site(con: duckdb.DuckDBPyConnection) -> dict[str, dict[str, list]]:
+    """Each partitioned table's rows, sorted, by the site prefix of their participant."""
+    tables = dict(con.execute("select table_name, table_schema from information_schema.tables "
+                              "where table_schema in ('intermediate', 'marts')").fetchall())
+    found = {}
+    for table in PARTITIONED:
+        rows = con.execute(f'select * from "{tables[table]}"."{table}"').fetchall()
+        columns = [d[0] for d in con.description]
+        key = columns.index("participant_id")
+        for site in ("KMPT", "SABP"):
+            found.setdefault(site, {})[table] = sorted(
+                (r for r in rows if r[key].startswith(site)), key=repr)
+    return found
+
+
+def test_a_build_of_one_sites_rows_leaves_what_a_full_build_would(tmp_path: Path) -> None:
+    """The hand-made raw layer built in full; then kmpt's register loses KMPT-0003 and KMPT-0001's
+    baseline answers change, and a build names kmpt alone: kmpt's rows are a full build's. SABP-0002's
+    answers change too, behind the plan's back: sabp's rows are those of the first build, which is
+    how we know the build rebuilt kmpt's rows alone."""
+    database = tmp_path / "pod_work.duckdb"
+    with duckdb.connect(str(database)) as con:
+        load_raw_layer(con)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("POD_WORK_DB", str(database))
+        assert dbt(tmp_path, "seed").success
+        assert dbt(tmp_path, "run", reference_date=REFERENCE_DATE).success
+        with duckdb.connect(str(database)) as con:
+            before = _rows_by_site(con)
+            con.execute("delete from raw.register where study_id = 'KMPT-0003'")
+            con.execute("update raw.redcap_records set wemwbs_01 = '1', wemwbs_02 = '1' "
+                        "where record_id in ('KMPT-0001', 'SABP-0002') and redcap_event_name like 'baseline%' "
+                        "and redcap_repeat_instrument is null")
+            con.execute("create schema audit; create table audit.dbt_partition_sites as select 'kmpt' as site")
+        assert dbt(tmp_path, "run", reference_date=REFERENCE_DATE).success
+        with duckdb.connect(str(database)) as con:
+            stepwise = _rows_by_site(con)
+        assert dbt(tmp_path, "run", "--full-refresh", reference_date=REFERENCE_DATE).success
+        with duckdb.connect(str(database)) as con:
+            full = _rows_by_site(con)
+    assert stepwise["KMPT"] == full["KMPT"] != before["KMPT"]
+    assert not any(r[0] == "KMPT-0003" for r in stepwise["KMPT"]["participant_timepoints"])
+    assert stepwise["SABP"] == before["SABP"] != full["SABP"]
