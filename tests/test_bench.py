@@ -106,6 +106,8 @@ def test_bench_smoke_run_at_50_and_2000(tmp_path: Path) -> None:
     at_50 = report["results"]["50"]
     assert at_50["incremental"]["returncode"] == 0 and at_50["noop"]["returncode"] == 0
     assert at_50["noop_started_dbt"] is False
+    assert {"step": "pod_dbt_models", "status": "SUCCESS"} in [
+        {k: s[k] for k in ("step", "status")} for s in at_50["incremental_steps"]]
     assert report["results"]["2000"]["incremental"] is None and report["results"]["2000"]["noop"] is None
     assert report["baseline"] is None and report["suite"] is None
     names = {v["goal"] for v in report["goals"]}

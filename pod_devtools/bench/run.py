@@ -33,6 +33,7 @@ class SizeResult:
     ratio_to_reference: float
     steps: list[dict] = field(default_factory=list)
     incremental: dict | None = None
+    incremental_steps: list[dict] = field(default_factory=list)
     noop: dict | None = None
     noop_started_dbt: bool | None = None
 
@@ -159,6 +160,7 @@ def bench_size(participants: int, work: Path, incremental: bool, noop: bool) -> 
         batch = add_batch(zone)
         try:
             result.incremental = _as_dict(_pod_run(zone, data))
+            result.incremental_steps = step_durations(data)
         finally:
             shutil.rmtree(batch)
     return result
