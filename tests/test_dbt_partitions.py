@@ -122,23 +122,22 @@ PARTITIONED = ("int_participant_timepoints_scheduled", "int_instrument_scales_sc
 
 
 def _rows_by_site(con: duckdb.DuckDBPyConnection) -> dict[str, dict[str, list]]:
-    """Each partitioned table's rows, sorted, by the site prefix of their participant."""
+    """Each partitioned table's rows (participant first), sorted, by the site prefix of their participant."""
     tables = dict(con.execute("select table_name, table_schema from information_schema.tables "
                               "where table_schema in ('intermediate', 'marts')").fetchall())
     found = {}
     for table in PARTITIONED:
-        rows = con.execute(f'select * from "{tables[table]}"."{table}"').fetchall()
-        columns = [d[0] for d in con.description]
-        key = columns.index("participant_id")
+        rows = con.execute(f'select participant_id, * exclude (participant_id) '
+                           f'from "{tables[table]}"."{table}"').fetchall()
         for site in ("KMPT", "SABP"):
-            found.setdefault(site, {})[table] = sorted(
-                (r for r in rows if r[key].startswith(site)), key=repr)
+            found.setdefault(site, {})[table] = sorted((r for r in rows if r[0].startswith(site)), key=repr)
     return found
 
 
 def test_a_build_of_one_sites_rows_leaves_what_a_full_build_would(tmp_path: Path) -> None:
-    """The hand-made raw layer built in full; then kmpt's register loses KMPT-0003 and KMPT-0001's
-    baseline answers change, and a build names kmpt alone: kmpt's rows are a full build's. SABP-0002's
+    """The hand-made raw layer built in full; then kmpt's register loses KMPT-0003, KMPT-0002
+    withdraws all their data and KMPT-0001's baseline answers change, and a build names kmpt
+    alone: kmpt's rows are a full build's. SABP-0002's
     answers change too, behind the plan's back: sabp's rows are those of the first build, which is
     how we know the build rebuilt kmpt's rows alone."""
     database = tmp_path / "pod_work.duckdb"
@@ -151,6 +150,8 @@ def test_a_build_of_one_sites_rows_leaves_what_a_full_build_would(tmp_path: Path
         with duckdb.connect(str(database)) as con:
             before = _rows_by_site(con)
             con.execute("delete from raw.register where study_id = 'KMPT-0003'")
+            con.execute("update raw.register set withdrawal_type = 'all_data', withdrawal_date = '2026-06-01' "
+                        "where study_id = 'KMPT-0002'")
             con.execute("update raw.redcap_records set wemwbs_01 = '1', wemwbs_02 = '1' "
                         "where record_id in ('KMPT-0001', 'SABP-0002') and redcap_event_name like 'baseline%' "
                         "and redcap_repeat_instrument is null")
@@ -162,5 +163,7 @@ def test_a_build_of_one_sites_rows_leaves_what_a_full_build_would(tmp_path: Path
         with duckdb.connect(str(database)) as con:
             full = _rows_by_site(con)
     assert stepwise["KMPT"] == full["KMPT"] != before["KMPT"]
-    assert not any(r[0] == "KMPT-0003" for r in stepwise["KMPT"]["participant_timepoints"])
+    for table, rows in stepwise["KMPT"].items():  # left the register; withdrew all their data
+        assert not any(r[0] in ("KMPT-0002", "KMPT-0003") for r in rows), table
+    assert any(r[0] == "KMPT-0002" for r in before["KMPT"]["participant_timepoints"])
     assert stepwise["SABP"] == before["SABP"] != full["SABP"]
