@@ -12,6 +12,7 @@ from test_dbt_build import REFERENCE_DATE, dbt, load_raw_layer
 
 from pod_pipeline.settings import Settings
 from pod_pipeline.transform import partitions
+from pod_pipeline.transform.parse import PROJECT_INPUTS
 
 PROJECT = Path(__file__).resolve().parents[1] / "dbt_project"
 
@@ -80,7 +81,7 @@ def test_anything_but_a_sites_inputs_rebuilds_every_site(warehouse, settings, ch
 
 
 def test_the_project_digest_follows_every_file_of_the_project(tmp_path: Path) -> None:
-    for name in partitions.PROJECT_FILES:
+    for name in PROJECT_INPUTS:
         path = tmp_path / name
         if name.endswith(".yml"):
             path.write_text("name: pod\n")

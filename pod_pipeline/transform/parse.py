@@ -39,13 +39,17 @@ PARSE_DB = TARGET_DIR / "parse" / WORK_DB_NAME
 log = logging.getLogger(__name__)
 
 
-def _newest_input() -> float:
-    newest = 0.0
+def project_files(root: Path = DBT_PROJECT_DIR) -> list[Path]:
+    """Every file of the project whose change changes what dbt parses, in a stable order."""
+    files = []
     for name in PROJECT_INPUTS:
-        path = DBT_PROJECT_DIR / name
-        files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
-        newest = max([newest, *(p.stat().st_mtime for p in files)])
-    return newest
+        path = root / name
+        files += [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    return files
+
+
+def _newest_input() -> float:
+    return max((p.stat().st_mtime for p in project_files()), default=0.0)
 
 
 def parse_settings() -> dict[str, object]:

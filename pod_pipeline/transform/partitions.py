@@ -27,11 +27,10 @@ from dbt.version import __version__ as dbt_version
 
 from pod_pipeline.settings import DBT_PROJECT_DIR, Settings
 from pod_pipeline.sql import table_exists
+from pod_pipeline.transform.parse import project_files
 
 STATE_TABLE = "audit.dbt_build_state"
 SITES_TABLE = "audit.dbt_partition_sites"
-# The files of the project a build's SQL comes from (its target folder is not one of them).
-PROJECT_FILES = ("models", "seeds", "macros", "tests", "dbt_project.yml")
 
 
 @dataclass(frozen=True)
@@ -56,12 +55,10 @@ class BuildPlan:
 
 
 def project_digest(root: Path = DBT_PROJECT_DIR) -> str:
+    """A digest of the project's files (those dbt parses: parse.PROJECT_INPUTS) and their paths."""
     digest = hashlib.sha256()
-    for name in PROJECT_FILES:
-        path = root / name
-        files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
-        for file in files:
-            digest.update(str(file.relative_to(root)).encode() + b"\0" + file.read_bytes() + b"\0")
+    for file in project_files(root):
+        digest.update(str(file.relative_to(root)).encode() + b"\0" + file.read_bytes() + b"\0")
     return digest.hexdigest()
 
 
@@ -95,7 +92,7 @@ def plan(con: duckdb.DuckDBPyConnection, settings: Settings, full_refresh: bool 
     """The build this warehouse needs now (see the module's docstring)."""
     first = not table_exists(con, "audit", "dbt_build_state")
     _ensure_tables(con)
-    print_ = fingerprint(con, settings)
+    now = fingerprint(con, settings)
     inputs = current_inputs(con)
     previous = con.execute(f"select fingerprint, inputs from {STATE_TABLE}").fetchall()
     reason = None
@@ -107,17 +104,16 @@ def plan(con: duckdb.DuckDBPyConnection, settings: Settings, full_refresh: bool 
         reason = "the warehouse's first build"
     elif not previous:
         reason = "the last build did not finish, or built a selection of models"
-    elif previous[0][0] != print_:
+    elif previous[0][0] != now:
         reason = "the dbt project, the settings, the reference date, dbt or the raw tables' columns changed"
     if reason is not None:
-        return BuildPlan(True, tuple(sorted({key.split("|", 1)[1] for key in inputs})), reason, print_, inputs)
-    return BuildPlan(False, changed_sites(json.loads(previous[0][1]), inputs), "", print_, inputs)
+        return BuildPlan(True, tuple(sorted({key.split("|", 1)[1] for key in inputs})), reason, now, inputs)
+    return BuildPlan(False, changed_sites(json.loads(previous[0][1]), inputs), "", now, inputs)
 
 
 def begin(con: duckdb.DuckDBPyConnection, build: BuildPlan) -> None:
     """Before dbt starts: name the sites to rebuild, and forget the last build, so that a build that
-    does not finish is followed by a full one."""
-    _ensure_tables(con)
+    does not finish is followed by a full one (`plan` has made the tables)."""
     con.execute("begin transaction")
     con.execute(f"delete from {STATE_TABLE}")
     con.execute(f"delete from {SITES_TABLE}")
