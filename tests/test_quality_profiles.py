@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 
 import duckdb
+import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -13,7 +14,8 @@ from synthetic_quality_warehouse import EXPORTS, write_quality_warehouse
 
 from pod_pipeline import seeds as pod_seeds
 from pod_pipeline.identifiers import find_nhs_numbers
-from pod_pipeline.quality import drift, identifier_scan, profiles
+from pod_pipeline.ingest import drift
+from pod_pipeline.quality import identifier_scan, profiles
 from pod_pipeline.settings import SEEDS_DIR
 from pod_pipeline.transform.assets import ensure_dbt_manifest
 
@@ -155,6 +157,27 @@ def test_drift_counts_dropped_and_changed_records_per_site(
         3 / clean.loc["s01", "participants_previous"])
     assert profile.loc["s02", "records_changed"] == clean.loc["s02", "records_changed"] + 1
     assert profile.loc["s02", "participants_dropped"] == 0
+
+
+def test_drift_is_profiled_once_per_pair_of_exports(con: duckdb.DuckDBPyConnection) -> None:
+    """Ingestion records each site's pair once; the check reads the current pairs' profiles, and
+    computes any pair not recorded (a new export, or a warehouse from before the store)."""
+    whole = drift.drift(con, "register.csv")
+    assert drift.record(con, "register.csv") == ["s01", "s02"]
+    assert drift.record(con, "register.csv") == []
+    pd.testing.assert_frame_equal(drift.current(con, "register.csv"), whole)
+    # s01's third export drops three participants: s01 alone is profiled, and the check sees it.
+    third = "20261120T070000Z"
+    con.execute(f"insert into restricted.register_history by name select * replace ('{third}' as _export_id) "
+                f"from restricted.register_history where _site = 's01' and _export_id = '{EXPORTS[1]}' "
+                f"and study_id not in ('S01-000000', 'S01-000001', 'S01-000002')")
+    con.execute(f"insert into audit.load_ledger select * replace ('{third}' as export_id) from audit.load_ledger "
+                f"where site = 's01' and export_id = '{EXPORTS[1]}' and file = 'register.csv'")
+    computed = drift.current(con, "register.csv")  # not recorded yet: computed
+    assert computed.set_index("site").loc["s01", "participants_dropped"] == 3
+    assert drift.record(con, "register.csv") == ["s01"]
+    pd.testing.assert_frame_equal(drift.current(con, "register.csv"), computed)
+    pd.testing.assert_frame_equal(computed, drift.drift(con, "register.csv"))
 
 
 def test_drift_compares_only_the_two_newest_loaded_exports(con: duckdb.DuckDBPyConnection) -> None:

@@ -2,7 +2,8 @@
 
 1. `record_landing`: find sealed batches and verify each against its manifest, once;
 2. `ingest_file`, for each file in `SPECS` order: load what is pending (incrementally: only batches
-   not yet loaded), then rebuild the current raw rows of the sites whose inputs changed;
+   not yet loaded), then rebuild the current raw rows of the sites whose inputs changed, and
+   profile the export drift of each site whose newest export is new (drift.py);
 3. `current.refresh_audit_views`: the quarantine and ledger as dbt sources.
 
 `ingest_zone` runs all three, as a run of the ingestion assets does (tests and tools use it).
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import duckdb
 
-from pod_pipeline.ingest import current, landing, load
+from pod_pipeline.ingest import current, drift, landing, load
 from pod_pipeline.ingest.specs import SPECS
 
 
@@ -35,7 +36,10 @@ def ingest_file(con: duckdb.DuckDBPyConnection, landing_dir: Path, file: str, ps
     load.ensure_schema(con)
     outcomes = [load.load_file(con, SPECS[file], batch, pseudonym_key, run_id)
                 for batch in landing.pending_files(con, landing_dir, file)]
-    return FileIngestion(outcomes, current.refresh(con, file, pseudonym_key, run_id))
+    rows = current.refresh(con, file, pseudonym_key, run_id)
+    if file in drift.FILES:
+        drift.record(con, file)
+    return FileIngestion(outcomes, rows)
 
 
 def ingest_zone(con: duckdb.DuckDBPyConnection, landing_dir: Path, pseudonym_key: str,

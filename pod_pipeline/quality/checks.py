@@ -11,17 +11,18 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 
+from pod_pipeline.ingest import drift
 from pod_pipeline.ingest.assets import RAW_KEYS
 from pod_pipeline.ingest.specs import SPECS
 from pod_pipeline.markdown import markdown_table
-from pod_pipeline.quality import drift, identifier_scan, profiles
+from pod_pipeline.quality import identifier_scan, profiles
 from pod_pipeline.quality.suites import check_result, validate
 from pod_pipeline.resources import Warehouse
 from pod_pipeline.transform.assets import pod_dbt_models
 
 POOL = "duckdb_writer"
 SCORE_MARTS = ("participant_timepoints", "outcome_scores", "carer_timepoints")
-DRIFT_FILES = ("register.csv", "redcap_records.csv", "honos.csv", "network_meetings.csv", "acute_care.csv")
+DRIFT_FILES = drift.FILES
 # Every mart dbt builds. The Python marts (outcome_summary, cost_effectiveness_summary and
 # _acceptability) are arm-level aggregates of these: what they could leak, these would hold.
 DBT_MARTS = tuple(sorted(spec.key.path[-1] for spec in pod_dbt_models.specs
@@ -171,7 +172,7 @@ def _export_drift_check(file: str) -> dg.AssetChecksDefinition:
     def _check(context: dg.AssetCheckExecutionContext,
                warehouse: Warehouse) -> dg.AssetCheckResult:
         with warehouse.connect(read_only=True) as con:
-            profile = drift.drift(con, file)
+            profile = drift.current(con, file)
             single = drift.single_export_sites(con, file)
         return _verdict(context, warehouse, "export_drift", profile, {
             "sites_compared": len(profile),

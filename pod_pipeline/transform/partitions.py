@@ -123,11 +123,13 @@ def begin(con: duckdb.DuckDBPyConnection, build: BuildPlan) -> None:
 
 def finish(con: duckdb.DuckDBPyConnection, build: BuildPlan, selection: bool = False) -> None:
     """After dbt finished every node: record what this build was made from (a selection's build
-    leaves the models it did not select as they were, so the next build is a full one)."""
+    leaves the models it did not select as they were, so the next build is a full one), and name
+    no site, so that dbt run by hand tests every row and rebuilds none of a partitioned model."""
     if selection:
         return
     con.execute("begin transaction")
     con.execute(f"delete from {STATE_TABLE}")
+    con.execute(f"delete from {SITES_TABLE}")
     con.execute(f"insert into {STATE_TABLE} values ($f, $i, $t)",
                 {"f": build.fingerprint, "i": json.dumps(build.inputs, sort_keys=True),
                  "t": dt.datetime.now(dt.UTC).replace(tzinfo=None)})

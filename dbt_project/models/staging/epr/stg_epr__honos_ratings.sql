@@ -1,3 +1,6 @@
+{#- One site's rows of a raw table: on a build of some sites, a test reads the rebuilt
+    sites' rows only (get_where_subquery, macros/site_partitions.sql). -#}
+{{ config(meta={'site_rows': 'site'}) }}
 with
 
 source as (

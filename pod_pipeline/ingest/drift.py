@@ -4,6 +4,11 @@ Read from restricted.<table>_history (every row of every batch, with its key col
 its non-identifying values) and audit.load_ledger (which batches of which file were loaded). The
 profile never carries a key's value, only how many records and participants were dropped or
 changed.
+
+A pair of loaded exports never changes (history and the ledger are append-only), so ingestion
+profiles each site's pair once, when its newest export arrives (`record`), and keeps the profile in
+audit.export_drift; the check reads the current pairs' profiles from there (`current`). A new batch
+at one site is profiled alone instead of every site's history being read again on every run.
 """
 
 import duckdb
@@ -12,30 +17,89 @@ import pandas as pd
 from pod_pipeline.ingest.specs import SPECS
 from pod_pipeline.sql import table_exists
 
+FILES = ("register.csv", "redcap_records.csv", "honos.csv", "network_meetings.csv", "acute_care.csv")
 COLUMNS = ("site", "previous_export", "current_export", "records_previous", "records_current",
            "records_dropped", "records_changed", "participants_previous",
            "participants_current", "participants_dropped", "share_records_dropped",
            "share_records_changed", "share_participants_dropped")
 
 
-def drift(con: duckdb.DuckDBPyConnection, file: str) -> pd.DataFrame:
-    """Site (with two loaded exports of the file): records and participants dropped, changed."""
-    spec = SPECS[file]
-    if not table_exists(con, "restricted", f"{spec.table}_history"):
-        return pd.DataFrame(columns=list(COLUMNS))
-    key = "concat_ws(chr(31), " + ", ".join(f"coalesce(h.\"{c}\", '')" for c in spec.key) + ")"
-    participant = f'h."{spec.participant}"'
-    return con.execute(f"""
-        with exports as (
+STORE = "audit.export_drift"
+_TYPES = {"site": "varchar", "previous_export": "varchar", "current_export": "varchar",
+          "share_records_dropped": "double", "share_records_changed": "double",
+          "share_participants_dropped": "double"}
+
+
+def _pairs(sites: list[str] | None = None) -> str:
+    """SQL: `exports` (each site's loaded exports of $file, newest first) and `pairs` (its two
+    newest), of the sites in $sites when `sites` is given."""
+    only = "" if sites is None else "and list_contains($sites, site)"
+    return f"""
+        exports as (
             select site, export_id,
                 row_number() over (partition by site order by export_id desc) as recency
-            from audit.load_ledger where file = $file and status = 'loaded'
+            from audit.load_ledger where file = $file and status = 'loaded' {only}
         ),
         pairs as (
             select site, max(export_id) filter (where recency = 2) as previous_export,
                 max(export_id) filter (where recency = 1) as current_export
             from exports where recency <= 2 group by site having count(*) = 2
-        ),
+        )"""
+
+
+def current(con: duckdb.DuckDBPyConnection, file: str) -> pd.DataFrame:
+    """The profile of each site's current pair of exports: recorded by ingestion, or, for a pair
+    it has not recorded (a warehouse from before the store), computed now."""
+    if not table_exists(con, "audit", "export_drift"):
+        return drift(con, file)
+    stored = con.execute(f"""
+        with {_pairs()}
+        select pairs.site, d.site is not null as recorded
+        from pairs left join {STORE} as d on d.file = $file and d.site = pairs.site
+            and d.previous_export = pairs.previous_export and d.current_export = pairs.current_export
+    """, {"file": file}).fetchall()
+    if not all(recorded for _, recorded in stored):
+        return drift(con, file)
+    return con.execute(f"""
+        with {_pairs()}
+        select d.* exclude (file) from {STORE} as d
+        inner join pairs on d.site = pairs.site and d.previous_export = pairs.previous_export
+            and d.current_export = pairs.current_export
+        where d.file = $file order by d.site
+    """, {"file": file}).df()[list(COLUMNS)]
+
+
+def record(con: duckdb.DuckDBPyConnection, file: str) -> list[str]:
+    """Profile and keep each site's current pair of exports not profiled before; the sites profiled."""
+    columns = ", ".join(f"{c} {_TYPES.get(c, 'bigint')}" for c in COLUMNS)
+    con.execute(f"create table if not exists {STORE} (file varchar, {columns})")
+    sites = [site for (site,) in con.execute(f"""
+        with {_pairs()}
+        select pairs.site from pairs where not exists (
+            select 1 from {STORE} as d where d.file = $file and d.site = pairs.site
+                and d.previous_export = pairs.previous_export and d.current_export = pairs.current_export)
+        order by pairs.site
+    """, {"file": file}).fetchall()]
+    if sites and table_exists(con, "restricted", f"{SPECS[file].table}_history"):
+        con.execute(f"insert into {STORE} select $file as file, * from ({_profile_sql(file, sites)})",
+                    {"file": file, "sites": sites})
+    return sites
+
+
+def drift(con: duckdb.DuckDBPyConnection, file: str) -> pd.DataFrame:
+    """Site (with two loaded exports of the file): records and participants dropped, changed."""
+    if not table_exists(con, "restricted", f"{SPECS[file].table}_history"):
+        return pd.DataFrame(columns=list(COLUMNS))
+    return con.execute(_profile_sql(file), {"file": file}).df()[list(COLUMNS)]
+
+
+def _profile_sql(file: str, sites: list[str] | None = None) -> str:
+    """SQL: the profile of each site's pair of exports of $file (of $sites, when `sites` is given)."""
+    spec = SPECS[file]
+    key = "concat_ws(chr(31), " + ", ".join(f"coalesce(h.\"{c}\", '')" for c in spec.key) + ")"
+    participant = f'h."{spec.participant}"'
+    return f"""
+        with {_pairs(sites)},
         records as materialized (
             -- One row per site and key across both exports, in one pass over the history. A key
             -- loaded twice in one export compares its hashes as a range.
@@ -98,7 +162,7 @@ def drift(con: duckdb.DuckDBPyConnection, file: str) -> pd.DataFrame:
         left join compared on pairs.site = compared.site
         left join people on pairs.site = people.site
         order by pairs.site
-    """, {"file": file}).df()[list(COLUMNS)]
+    """
 
 
 def single_export_sites(con: duckdb.DuckDBPyConnection, file: str) -> int:
