@@ -4,9 +4,11 @@
 
 {%- set reason_columns = [] -%}
 {%- if execute -%}
-    {%- for column in adapter.get_columns_in_relation(model) -%}
-        {%- if column.name.endswith('_missing_reason') -%}
-            {%- do reason_columns.append(column.name) -%}
+    {#- `model` is the relation, or a subquery of it when the test reads some rows only (a `where`,
+        or a build of some sites: get_where_subquery), so the columns are those of a query. -#}
+    {%- for column in get_columns_in_query('select * from ' ~ model) -%}
+        {%- if column.endswith('_missing_reason') -%}
+            {%- do reason_columns.append(column) -%}
         {%- endif -%}
     {%- endfor -%}
 {%- endif %}
