@@ -110,6 +110,49 @@ def test_publication_copies_every_mart_and_records_itself(settings: Settings) ->
         assert last_published_fingerprint(con) == fingerprint(con, settings)
 
 
+def _published_rows(settings: Settings, table: str) -> list[tuple]:
+    with duckdb.connect(str(settings.published_db), read_only=True) as con:
+        return sorted(con.execute(f"select * from marts.{table}").fetchall(), key=repr)
+
+
+def test_a_publication_replaces_only_the_rows_of_the_sites_that_differ(settings: Settings) -> None:
+    """With a register to name each participant's site, a publication copies the last one and
+    replaces the rows of the sites that differ, and the published marts are the working ones."""
+    with connect(settings) as con:
+        ledger.ensure(con)
+        con.execute("create schema raw; create schema marts")
+        con.execute("create table raw.register as select printf('%s-%04d', upper(site), i) as study_id, site "
+                    "from range(4) t(i), (values ('kmpt'), ('sabp'), ('oxf'), ('cwp')) s(site)")
+        con.execute("create table marts.outcome_scores as select study_id as participant_id, "
+                    "t.timepoint, length(study_id) * 1.5 as value from raw.register, "
+                    "(values ('baseline'), ('3_months')) t(timepoint)")
+        con.execute("create table marts.outcome_summary as select timepoint, avg(value) as mean "
+                    "from marts.outcome_scores group by timepoint")
+        first = publication.publish(con, settings.published_db, "run-one")
+        assert first.by_site == {}  # nothing published before: every mart written whole
+        # A new batch at kmpt: a changed value, a participant gone, one in no register.
+        con.execute("update marts.outcome_scores set value = 0 where participant_id = 'KMPT-0001'")
+        con.execute("delete from marts.outcome_scores where participant_id = 'KMPT-0002'")
+        con.execute("insert into marts.outcome_scores values ('XXXX-0001', 'baseline', 1.0)")
+        second = publication.publish(con, settings.published_db, "run-two")
+        assert second.by_site == {"outcome_scores": ["", "kmpt"]}  # the summary has no participants
+        working = sorted(con.execute("select * from marts.outcome_scores").fetchall(), key=repr)
+    assert _published_rows(settings, "outcome_scores") == working
+    # A published file that is not the last build's (here: sabp's rows changed in it by hand)
+    # has those sites replaced too; more than half the sites differing rewrites the mart whole.
+    with duckdb.connect(str(settings.published_db)) as published:
+        published.execute("update marts.outcome_scores set value = -1 where participant_id like 'SABP-%'")
+    with connect(settings) as con:
+        assert publication.publish(con, settings.published_db, "run-three").by_site["outcome_scores"] == ["sabp"]
+        con.execute("update marts.outcome_scores set value = value + 1 where participant_id not like 'KMPT-%'")
+        assert "outcome_scores" not in publication.publish(con, settings.published_db, "run-four").by_site
+        working = sorted(con.execute("select * from marts.outcome_scores").fetchall(), key=repr)
+    assert _published_rows(settings, "outcome_scores") == working
+    with duckdb.connect(str(settings.published_db), read_only=True) as con:  # a copy keeps the v1.0 format
+        assert con.execute("select tags['storage_version'] from duckdb_databases() "
+                           "where database_name = current_database()").fetchall() == [("v1.0.0+",)]
+
+
 @pytest.mark.parametrize("name, value", [
     ("POD_REFERENCE_DATE", "2026-12-01"), ("POD_VALUE_SET", "england_2018"), ("POD_PRICE_YEAR", "2023/24"),
     ("POD_SITE_PROTOCOLS", "kmpt=national_trial"), ("POD_RELAPSE_MERGE_DAYS", "3"),

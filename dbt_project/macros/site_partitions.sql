@@ -92,11 +92,17 @@
     {%- if adapter.get_relation(database=target.database, schema='audit', identifier='dbt_partition_sites') is none -%}
         {{- return('') -}}
     {%- endif -%}
-    {%- set sites = 'select site from audit.dbt_partition_sites' -%}
-    {%- if by == 'site' -%}
-        {%- set rebuilt = 'site in (' ~ sites ~ ')' -%}
-    {%- else -%}
-        {%- set rebuilt = 'participant_id in (select study_id from raw.register where site in (' ~ sites ~ '))' -%}
+    {#- The sites as literals, so that the filter reaches the scan of a view's table. -#}
+    {%- set named = run_query('select site from audit.dbt_partition_sites order by site').columns[0].values() -%}
+    {%- if named | length == 0 -%}
+        {{- return('') -}}
     {%- endif -%}
-    {{- return('(' ~ rebuilt ~ ' or not exists (' ~ sites ~ '))') -}}
+    {%- set sites = [] -%}
+    {%- for site in named -%}
+        {%- do sites.append("'" ~ site | replace("'", "''") ~ "'") -%}
+    {%- endfor -%}
+    {%- if by == 'site' -%}
+        {{- return('site in (' ~ sites | join(', ') ~ ')') -}}
+    {%- endif -%}
+    {{- return('participant_id in (select study_id from raw.register where site in (' ~ sites | join(', ') ~ '))') -}}
 {%- endmacro %}

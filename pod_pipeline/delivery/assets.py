@@ -81,6 +81,8 @@ def published_marts(
             "rows_by_table": dg.MetadataValue.md(
                 markdown_table(["table", "rows"], sorted(done.rows.items()))
             ),
+            # Marts whose rows were replaced site by site (the others were written whole).
+            "sites_replaced_by_table": dg.MetadataValue.json(done.by_site),
             "query": dg.MetadataValue.text(f"duckdb -readonly {done.database}"),
             **_served_metadata(done.served),
         }

@@ -1,10 +1,19 @@
 """Publishing the marts: a fresh pod_marts.duckdb and a Parquet release, each swapped in whole.
 
-The database is built as a new file next to the published one and moved over it with os.replace,
+The database is staged as a file next to the published one and moved over it with os.replace,
 an atomic rename: a reader that already has pod_marts.duckdb open keeps reading the old file (its
 inode lives on until the reader closes it), a reader that opens it afterwards gets the new one, and
 nobody ever sees a half-written file or waits on a lock, because the pipeline never opens the
 published file for writing.
+
+The staged file starts as a copy of the published one when there is one, and each mart is brought
+to the working database's rows site by site (`_update_by_site`): the rows of each site (by the
+participant's site in raw.register) are compared by count and an order-free digest of every
+column, and only the sites that differ are replaced, so a new batch at one site rewrites that
+site's rows instead of every mart. A mart without participants, one whose columns changed, one
+where more than half the sites differ, and every mart of a first publication are written whole.
+Every mart is then compared with the working database's whole, and the publication refused if one
+differs.
 
 Parquet files are written to a new release folder, `marts_releases/<release>/`, and `marts` is a
 symbolic link to the current release, replaced by another link with os.replace. A directory cannot
@@ -20,13 +29,13 @@ three publications as they were.
 import datetime as dt
 import os
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
 
 from pod_pipeline.delivery import serving
-from pod_pipeline.sql import lit
+from pod_pipeline.sql import lit, table_exists
 
 SCHEMA = "marts"
 RELEASES = "marts_releases"
@@ -47,13 +56,16 @@ class Publication:
     rows: dict[str, int]
     published_at: dt.datetime
     served: serving.Served | None = None
+    # Marts updated site by site: table -> the sites whose rows were replaced ("" for rows of
+    # participants in no register); the other marts were written whole.
+    by_site: dict[str, list[str]] = field(default_factory=dict)
 
 
 def mart_tables(con: duckdb.DuckDBPyConnection, schema: str = SCHEMA) -> list[str]:
-    """Every table and view in a schema, by name."""
+    """Every table and view in a schema of the connection's database, by name."""
     rows = con.execute(
         "select table_name from information_schema.tables where table_schema = $s "
-        "order by table_name",
+        "and table_catalog = current_database() order by table_name",
         {"s": schema},
     ).fetchall()
     return [name for (name,) in rows]
@@ -81,7 +93,7 @@ def publish(con: duckdb.DuckDBPyConnection, target: Path, run_id: str,
     _remove_leftovers(warehouse)
     served = None
     try:
-        rows = _write_database(con, tables, staged_db)
+        rows, by_site = _write_database(con, tables, staged_db, previous=target)
         _write_parquet(con, tables, staged_release)
         if postgres is not None:
             served = serving.serve(con, tables, postgres, release.name, scratch=warehouse)
@@ -94,29 +106,39 @@ def publish(con: duckdb.DuckDBPyConnection, target: Path, run_id: str,
         shutil.rmtree(staged_release, ignore_errors=True)
     _fsync(warehouse)  # the renames themselves survive a power cut
     _prune_releases(warehouse / RELEASES, keep=release)
-    return Publication(target, warehouse / PARQUET_LINK, release, rows, published_at, served)
+    return Publication(target, warehouse / PARQUET_LINK, release, rows, published_at, served, by_site)
 
 
 STORAGE_VERSION = "v1.0.0"
 
 
 def _write_database(
-    con: duckdb.DuckDBPyConnection, tables: list[str], path: Path
-) -> dict[str, int]:
-    """A new DuckDB file holding a copy of each table (views are materialised), durably on disk."""
-    # Written in the v1.0 storage format, so analysts' DuckDB 1.x clients (the CLI, R's duckdb)
-    # open it as well as DuckDB 2.
-    con.execute(f"attach {lit(str(path))} as pod_publish (storage_version '{STORAGE_VERSION}')")
+    con: duckdb.DuckDBPyConnection, tables: list[str], path: Path, previous: Path | None = None
+) -> tuple[dict[str, int], dict[str, list[str]]]:
+    """A DuckDB file holding a copy of each table (views are materialised), durably on disk: the
+    rows per table, and the tables updated site by site (see the module's docstring)."""
+    if previous is not None and previous.exists() and table_exists(con, "raw", "register"):
+        shutil.copyfile(previous, path)
+        con.execute(f"attach {lit(str(path))} as pod_publish")
+    else:
+        # Written in the v1.0 storage format, so analysts' DuckDB 1.x clients (the CLI, R's
+        # duckdb) open it as well as DuckDB 2 (a copy keeps the format of the file it copies).
+        con.execute(f"attach {lit(str(path))} as pod_publish (storage_version '{STORAGE_VERSION}')")
     try:
-        con.execute(f"create schema pod_publish.{SCHEMA}")
-        rows = {}
+        con.execute(f"create schema if not exists pod_publish.{SCHEMA}")
+        published = {name for (name,) in con.execute(
+            "select table_name from information_schema.tables where table_catalog = 'pod_publish' "
+            "and table_schema = $s", {"s": SCHEMA}).fetchall()}
+        sites = table_exists(con, "raw", "register")
+        by_site = {}
         for table in tables:
-            con.execute(
-                f'create table pod_publish.{SCHEMA}."{table}" as select * from {SCHEMA}."{table}"'
-            )
-            rows[table] = con.execute(
-                f'select count(*) from pod_publish.{SCHEMA}."{table}"'
-            ).fetchall()[0][0]
+            if not (table in published and sites and _update_by_site(con, table, by_site)):
+                con.execute(f'create or replace table pod_publish.{SCHEMA}."{table}" as '
+                            f'select * from {SCHEMA}."{table}"')
+        for gone in published - set(tables):
+            con.execute(f'drop table pod_publish.{SCHEMA}."{gone}"')
+        rows = {table: _same_rows(con, table) if table in by_site else con.execute(
+            f'select count(*) from pod_publish.{SCHEMA}."{table}"').fetchall()[0][0] for table in tables}
         con.execute("checkpoint pod_publish")
     finally:
         con.execute("detach pod_publish")
@@ -124,7 +146,62 @@ def _write_database(
     if Path(f"{path}.wal").exists():
         raise PublicationError(f"{path}.wal was left after checkpoint: refusing to publish")
     _fsync(path)
-    return rows
+    return rows, by_site
+
+
+def _columns(con: duckdb.DuckDBPyConnection, database: str, table: str) -> list[tuple[str, str]]:
+    return con.execute(
+        "select column_name, data_type from information_schema.columns where table_catalog = $d "
+        "and table_schema = $s and table_name = $t order by ordinal_position",
+        {"d": database, "s": SCHEMA, "t": table},
+    ).fetchall()
+
+
+def _update_by_site(con: duckdb.DuckDBPyConnection, table: str, by_site: dict[str, list[str]]) -> bool:
+    """Bring the staged copy of a mart to the working database's rows by replacing the rows of
+    the sites that differ; False when the mart is to be written whole instead."""
+    database = con.execute("select current_database()").fetchall()[0][0]
+    columns = _columns(con, database, table)
+    if columns != _columns(con, "pod_publish", table) or ("participant_id", "VARCHAR") not in columns:
+        return False
+    row = ", ".join(f't."{name}"' for name, _ in columns)
+    site_of = "(select study_id as participant_id, site from raw.register where study_id is not null)"
+    digests = """
+        select coalesce(s.site, '') as site, count(*) as n, sum(hash({row})) as digest
+        from {relation} as t left join {site_of} as s on s.participant_id = t.participant_id
+        group by all"""
+    differ = [site for (site,) in con.execute(f"""
+        with here as ({digests.format(row=row, relation=f'{SCHEMA}."{table}"', site_of=site_of)}),
+            there as ({digests.format(row=row, relation=f'pod_publish.{SCHEMA}."{table}"', site_of=site_of)})
+        select coalesce(here.site, there.site) from here full join there on here.site = there.site
+        where here.n is distinct from there.n or here.digest is distinct from there.digest
+        order by 1
+    """).fetchall()]
+    known = con.execute("select count(distinct site) from raw.register").fetchall()[0][0]
+    if len(differ) * 2 > max(known, 1):
+        return False
+    if differ:
+        # The rows of those sites' participants, and of participants in no register ('').
+        rows_of = (f"participant_id in (select participant_id from {site_of} where list_contains($sites, site))"
+                   f" or (list_contains($sites, '') and (participant_id is null or participant_id not in "
+                   f"(select participant_id from {site_of})))")
+        con.execute(f'delete from pod_publish.{SCHEMA}."{table}" where {rows_of}', {"sites": differ})
+        con.execute(f'insert into pod_publish.{SCHEMA}."{table}" select * from {SCHEMA}."{table}" '
+                    f"where {rows_of}", {"sites": differ})
+    by_site[table] = differ
+    return True
+
+
+def _same_rows(con: duckdb.DuckDBPyConnection, table: str) -> int:
+    """The staged table's row count, after checking that it holds the working table's rows."""
+    database = con.execute("select current_database()").fetchall()[0][0]
+    row = ", ".join(f'"{name}"' for name, _ in _columns(con, database, table))
+    here, there = (con.execute(f"select count(*), sum(hash({row})) from {relation}").fetchall()[0]
+                   for relation in (f'{SCHEMA}."{table}"', f'pod_publish.{SCHEMA}."{table}"'))
+    if here != there:
+        raise PublicationError(f"the published copy of marts.{table} does not hold the working "
+                               f"database's rows ({there[0]} rows against {here[0]}): refusing to publish")
+    return there[0]
 
 
 def _write_parquet(con: duckdb.DuckDBPyConnection, tables: list[str], folder: Path) -> None:
