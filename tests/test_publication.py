@@ -128,6 +128,9 @@ def test_a_publication_replaces_only_the_rows_of_the_sites_that_differ(settings:
                     "(values ('baseline'), ('3_months')) t(timepoint)")
         con.execute("create table marts.outcome_summary as select timepoint, avg(value) as mean "
                     "from marts.outcome_scores group by timepoint")
+        con.execute("create table marts.participants as select study_id as participant_id, site, "
+                    "cast(null as date) as withdrawal_date, cast(null as varchar) as withdrawal_type "
+                    "from raw.register")
         first = publication.publish(con, settings.published_db, "run-one")
         assert first.by_site == {}  # nothing published before: every mart written whole
         # A new batch at kmpt: a changed value, a participant gone, one in no register.
@@ -135,7 +138,8 @@ def test_a_publication_replaces_only_the_rows_of_the_sites_that_differ(settings:
         con.execute("delete from marts.outcome_scores where participant_id = 'KMPT-0002'")
         con.execute("insert into marts.outcome_scores values ('XXXX-0001', 'baseline', 1.0)")
         second = publication.publish(con, settings.published_db, "run-two")
-        assert second.by_site == {"outcome_scores": ["", "kmpt"]}  # the summary has no participants
+        # The summary has no participants; the participants mart did not change.
+        assert second.by_site == {"outcome_scores": ["", "kmpt"], "participants": []}
         working = sorted(con.execute("select * from marts.outcome_scores").fetchall(), key=repr)
     assert _published_rows(settings, "outcome_scores") == working
     # A published file that is not the last build's (here: sabp's rows changed in it by hand)
@@ -148,6 +152,15 @@ def test_a_publication_replaces_only_the_rows_of_the_sites_that_differ(settings:
         assert "outcome_scores" not in publication.publish(con, settings.published_db, "run-four").by_site
         working = sorted(con.execute("select * from marts.outcome_scores").fetchall(), key=repr)
     assert _published_rows(settings, "outcome_scores") == working
+    # A participant who withdraws, or leaves the marts: the database is written afresh, so no
+    # deleted row of theirs can survive in a copied file's free blocks.
+    for number, change in enumerate(("update marts.participants set withdrawal_type = 'follow_up', "
+                   "withdrawal_date = date '2026-06-01' where participant_id = 'OXF-0001'",
+                   "delete from marts.participants where participant_id = 'CWP-0002'")):
+        with connect(settings) as con:
+            con.execute(change)
+            assert publication.publish(con, settings.published_db, f"fresh-{number}").by_site == {}
+            assert publication.publish(con, settings.published_db, f"again-{number}").by_site["participants"] == []
     with duckdb.connect(str(settings.published_db), read_only=True) as con:  # a copy keeps the v1.0 format
         assert con.execute("select tags['storage_version'] from duckdb_databases() "
                            "where database_name = current_database()").fetchall() == [("v1.0.0+",)]

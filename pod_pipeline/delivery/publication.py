@@ -6,7 +6,8 @@ inode lives on until the reader closes it), a reader that opens it afterwards ge
 nobody ever sees a half-written file or waits on a lock, because the pipeline never opens the
 published file for writing.
 
-The staged file starts as a copy of the published one when there is one, and each mart is brought
+The staged file starts as a copy of the published one when there is one (and no participant has
+withdrawn or left since it: `_withdrawn_since`), and each mart is brought
 to the working database's rows site by site (`_update_by_site`): the rows of each site (by the
 participant's site in raw.register) are compared by count and an order-free digest of every
 column, and only the sites that differ are replaced, so a new batch at one site rewrites that
@@ -117,10 +118,15 @@ def _write_database(
 ) -> tuple[dict[str, int], dict[str, list[str]]]:
     """A DuckDB file holding a copy of each table (views are materialised), durably on disk: the
     rows per table, and the tables updated site by site (see the module's docstring)."""
-    if previous is not None and previous.exists() and table_exists(con, "raw", "register"):
+    copied = previous is not None and previous.exists() and table_exists(con, "raw", "register")
+    if copied:
         shutil.copyfile(previous, path)
         con.execute(f"attach {lit(str(path))} as pod_publish")
-    else:
+        if _withdrawn_since(con):
+            con.execute("detach pod_publish")
+            path.unlink()
+            copied = False
+    if not copied:
         # Written in the v1.0 storage format, so analysts' DuckDB 1.x clients (the CLI, R's
         # duckdb) open it as well as DuckDB 2 (a copy keeps the format of the file it copies).
         con.execute(f"attach {lit(str(path))} as pod_publish (storage_version '{STORAGE_VERSION}')")
@@ -147,6 +153,24 @@ def _write_database(
         raise PublicationError(f"{path}.wal was left after checkpoint: refusing to publish")
     _fsync(path)
     return rows, by_site
+
+
+def _withdrawn_since(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether the published copy holds a participant the working marts no longer hold, or one
+    whose withdrawal changed since. Then the database is written afresh: a deleted row's bytes can
+    outlive it in a copied file's free blocks, and no trace of data a participant withdrew may
+    reach a publication. True, too, when the participants mart cannot tell."""
+    needed = {"participant_id", "withdrawal_type", "withdrawal_date"}
+    for database in (con.execute("select current_database()").fetchall()[0][0], "pod_publish"):
+        if not needed <= {name for name, _ in _columns(con, database, "participants")}:
+            return True
+    return bool(con.execute(f"""
+        select count(*) from pod_publish.{SCHEMA}.participants as published
+        left join {SCHEMA}.participants as working on working.participant_id = published.participant_id
+        where working.participant_id is null
+            or working.withdrawal_type is distinct from published.withdrawal_type
+            or working.withdrawal_date is distinct from published.withdrawal_date
+    """).fetchall()[0][0])
 
 
 def _columns(con: duckdb.DuckDBPyConnection, database: str, table: str) -> list[tuple[str, str]]:
