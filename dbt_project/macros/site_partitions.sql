@@ -33,10 +33,7 @@
 {#- True for a row of a participant being rebuilt (every participant on a full build). -#}
 {% macro in_rebuilt_partitions(column='participant_id') -%}
     {%- if rebuilds_partitions() -%}
-        {{ column }} in (
-            select study_id from raw.register
-            where site in (select site from audit.dbt_partition_sites)
-        )
+        {{ column }} in ({{ participants_of_sites('select site from audit.dbt_partition_sites') }})
     {%- else -%}
         true
     {%- endif -%}
@@ -104,5 +101,10 @@
     {%- if by == 'site' -%}
         {{- return('site in (' ~ sites | join(', ') ~ ')') -}}
     {%- endif -%}
-    {{- return('participant_id in (select study_id from raw.register where site in (' ~ sites | join(', ') ~ '))') -}}
+    {{- return('participant_id in (' ~ participants_of_sites(sites | join(', ')) ~ ')') -}}
+{%- endmacro %}
+
+{#- SQL: the participants (raw.register's study ids) of the sites `sites` lists (SQL). -#}
+{% macro participants_of_sites(sites) -%}
+    select study_id from raw.register where site in ({{ sites }})
 {%- endmacro %}

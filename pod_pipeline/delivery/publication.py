@@ -62,12 +62,12 @@ class Publication:
     by_site: dict[str, list[str]] = field(default_factory=dict)
 
 
-def mart_tables(con: duckdb.DuckDBPyConnection, schema: str = SCHEMA) -> list[str]:
-    """Every table and view in a schema of the connection's database, by name."""
+def mart_tables(con: duckdb.DuckDBPyConnection, schema: str = SCHEMA, database: str | None = None) -> list[str]:
+    """Every table and view in a schema of a database (the connection's own by default), by name."""
     rows = con.execute(
         "select table_name from information_schema.tables where table_schema = $s "
-        "and table_catalog = current_database() order by table_name",
-        {"s": schema},
+        "and table_catalog = coalesce($d, current_database()) order by table_name",
+        {"s": schema, "d": database},
     ).fetchall()
     return [name for (name,) in rows]
 
@@ -132,19 +132,20 @@ def _write_database(
         con.execute(f"attach {lit(str(path))} as pod_publish (storage_version '{STORAGE_VERSION}')")
     try:
         con.execute(f"create schema if not exists pod_publish.{SCHEMA}")
-        published = {name for (name,) in con.execute(
-            "select table_name from information_schema.tables where table_catalog = 'pod_publish' "
-            "and table_schema = $s", {"s": SCHEMA}).fetchall()}
-        sites = table_exists(con, "raw", "register")
-        by_site = {}
+        published = set(mart_tables(con, database="pod_publish"))  # empty unless copied
+        sites = con.execute("select count(distinct site) from raw.register").fetchall()[0][0] if copied else 0
+        rows, by_site = {}, {}
         for table in tables:
-            if not (table in published and sites and _update_by_site(con, table, by_site)):
+            updated = _update_by_site(con, table, sites) if table in published else None
+            if updated is None:
                 con.execute(f'create or replace table pod_publish.{SCHEMA}."{table}" as '
                             f'select * from {SCHEMA}."{table}"')
+                rows[table] = con.execute(f'select count(*) from pod_publish.{SCHEMA}."{table}"').fetchall()[0][0]
+            else:
+                by_site[table], working = updated
+                rows[table] = _holds_the_working_rows(con, table, working)
         for gone in published - set(tables):
             con.execute(f'drop table pod_publish.{SCHEMA}."{gone}"')
-        rows = {table: _same_rows(con, table) if table in by_site else con.execute(
-            f'select count(*) from pod_publish.{SCHEMA}."{table}"').fetchall()[0][0] for table in tables}
         con.execute("checkpoint pod_publish")
     finally:
         con.execute("detach pod_publish")
@@ -161,8 +162,8 @@ def _withdrawn_since(con: duckdb.DuckDBPyConnection) -> bool:
     outlive it in a copied file's free blocks, and no trace of data a participant withdrew may
     reach a publication. True, too, when the participants mart cannot tell."""
     needed = {"participant_id", "withdrawal_type", "withdrawal_date"}
-    for database in (con.execute("select current_database()").fetchall()[0][0], "pod_publish"):
-        if not needed <= {name for name, _ in _columns(con, database, "participants")}:
+    for database in (None, "pod_publish"):
+        if not needed <= {name for name, _ in _columns(con, "participants", database)}:
             return True
     return bool(con.execute(f"""
         select count(*) from pod_publish.{SCHEMA}.participants as published
@@ -173,37 +174,42 @@ def _withdrawn_since(con: duckdb.DuckDBPyConnection) -> bool:
     """).fetchall()[0][0])
 
 
-def _columns(con: duckdb.DuckDBPyConnection, database: str, table: str) -> list[tuple[str, str]]:
+def _columns(con: duckdb.DuckDBPyConnection, table: str, database: str | None = None) -> list[tuple[str, str]]:
+    """A mart's columns and types, in order, in a database (the connection's own by default)."""
     return con.execute(
-        "select column_name, data_type from information_schema.columns where table_catalog = $d "
-        "and table_schema = $s and table_name = $t order by ordinal_position",
+        "select column_name, data_type from information_schema.columns "
+        "where table_catalog = coalesce($d, current_database()) and table_schema = $s and table_name = $t "
+        "order by ordinal_position",
         {"d": database, "s": SCHEMA, "t": table},
     ).fetchall()
 
 
-def _update_by_site(con: duckdb.DuckDBPyConnection, table: str, by_site: dict[str, list[str]]) -> bool:
-    """Bring the staged copy of a mart to the working database's rows by replacing the rows of
-    the sites that differ; False when the mart is to be written whole instead."""
-    database = con.execute("select current_database()").fetchall()[0][0]
-    columns = _columns(con, database, table)
-    if columns != _columns(con, "pod_publish", table) or ("participant_id", "VARCHAR") not in columns:
-        return False
-    row = ", ".join(f't."{name}"' for name, _ in columns)
+def _digest(columns: list[tuple[str, str]], alias: str = "") -> str:
+    """SQL: count and order-free digest of the rows (every column) of a relation."""
+    row = ", ".join(f'{alias}"{name}"' for name, _ in columns)
+    return f"count(*) as n, coalesce(sum(hash({row})), 0) as digest"
+
+
+def _update_by_site(con: duckdb.DuckDBPyConnection, table: str,
+                    sites: int) -> tuple[list[str], tuple[int, int]] | None:
+    """Bring the staged copy of a mart to the working database's rows by replacing the rows of the
+    sites that differ: those sites ('' for participants in no register), and the working table's
+    count and digest; None when the mart is to be written whole instead."""
+    columns = _columns(con, table)
+    if columns != _columns(con, table, "pod_publish") or ("participant_id", "VARCHAR") not in columns:
+        return None
     site_of = "(select study_id as participant_id, site from raw.register where study_id is not null)"
-    digests = """
-        select coalesce(s.site, '') as site, count(*) as n, sum(hash({row})) as digest
-        from {relation} as t left join {site_of} as s on s.participant_id = t.participant_id
-        group by all"""
-    differ = [site for (site,) in con.execute(f"""
-        with here as ({digests.format(row=row, relation=f'{SCHEMA}."{table}"', site_of=site_of)}),
-            there as ({digests.format(row=row, relation=f'pod_publish.{SCHEMA}."{table}"', site_of=site_of)})
-        select coalesce(here.site, there.site) from here full join there on here.site = there.site
-        where here.n is distinct from there.n or here.digest is distinct from there.digest
-        order by 1
-    """).fetchall()]
-    known = con.execute("select count(distinct site) from raw.register").fetchall()[0][0]
-    if len(differ) * 2 > max(known, 1):
-        return False
+    by_site = (f"select coalesce(s.site, '') as site, {_digest(columns, 't.')} from {{relation}} as t "
+               f"left join {site_of} as s on s.participant_id = t.participant_id group by all")
+    compared = con.execute(f"""
+        with here as ({by_site.format(relation=f'{SCHEMA}."{table}"')}),
+            there as ({by_site.format(relation=f'pod_publish.{SCHEMA}."{table}"')})
+        select coalesce(here.site, there.site), here.n, here.digest, there.n, there.digest
+        from here full join there on here.site = there.site order by 1
+    """).fetchall()
+    differ = [site for site, *both in compared if both[:2] != both[2:]]
+    if len(differ) * 2 > max(sites, 1):
+        return None
     if differ:
         # The rows of those sites' participants, and of participants in no register ('').
         rows_of = (f"participant_id in (select participant_id from {site_of} where list_contains($sites, site))"
@@ -212,20 +218,19 @@ def _update_by_site(con: duckdb.DuckDBPyConnection, table: str, by_site: dict[st
         con.execute(f'delete from pod_publish.{SCHEMA}."{table}" where {rows_of}', {"sites": differ})
         con.execute(f'insert into pod_publish.{SCHEMA}."{table}" select * from {SCHEMA}."{table}" '
                     f"where {rows_of}", {"sites": differ})
-    by_site[table] = differ
-    return True
+    working = (sum(n or 0 for _, n, *_ in compared), sum(d or 0 for _, _, d, *_ in compared))
+    return differ, working
 
 
-def _same_rows(con: duckdb.DuckDBPyConnection, table: str) -> int:
-    """The staged table's row count, after checking that it holds the working table's rows."""
-    database = con.execute("select current_database()").fetchall()[0][0]
-    row = ", ".join(f'"{name}"' for name, _ in _columns(con, database, table))
-    here, there = (con.execute(f"select count(*), sum(hash({row})) from {relation}").fetchall()[0]
-                   for relation in (f'{SCHEMA}."{table}"', f'pod_publish.{SCHEMA}."{table}"'))
-    if here != there:
+def _holds_the_working_rows(con: duckdb.DuckDBPyConnection, table: str, working: tuple[int, int]) -> int:
+    """The staged table's row count, after checking its count and digest against the working
+    table's (taken by `_update_by_site` before it changed the staged table)."""
+    staged = con.execute(f'select {_digest(_columns(con, table, "pod_publish"))} '
+                         f'from pod_publish.{SCHEMA}."{table}"').fetchall()[0]
+    if tuple(staged) != working:
         raise PublicationError(f"the published copy of marts.{table} does not hold the working "
-                               f"database's rows ({there[0]} rows against {here[0]}): refusing to publish")
-    return there[0]
+                               f"database's rows ({staged[0]} rows against {working[0]}): refusing to publish")
+    return staged[0]
 
 
 def _write_parquet(con: duckdb.DuckDBPyConnection, tables: list[str], folder: Path) -> None:

@@ -48,17 +48,9 @@ def _pairs(sites: list[str] | None = None) -> str:
 
 
 def current(con: duckdb.DuckDBPyConnection, file: str) -> pd.DataFrame:
-    """The profile of each site's current pair of exports: recorded by ingestion, or, for a pair
-    it has not recorded (a warehouse from before the store), computed now."""
-    if not table_exists(con, "audit", "export_drift"):
-        return drift(con, file)
-    stored = con.execute(f"""
-        with {_pairs()}
-        select pairs.site, d.site is not null as recorded
-        from pairs left join {STORE} as d on d.file = $file and d.site = pairs.site
-            and d.previous_export = pairs.previous_export and d.current_export = pairs.current_export
-    """, {"file": file}).fetchall()
-    if not all(recorded for _, recorded in stored):
+    """The profile of each site's current pair of exports: recorded by ingestion, or, when a pair
+    is not recorded (a warehouse from before the store), computed now."""
+    if not table_exists(con, "audit", "export_drift") or _unrecorded(con, file):
         return drift(con, file)
     return con.execute(f"""
         with {_pairs()}
@@ -73,17 +65,22 @@ def record(con: duckdb.DuckDBPyConnection, file: str) -> list[str]:
     """Profile and keep each site's current pair of exports not profiled before; the sites profiled."""
     columns = ", ".join(f"{c} {_TYPES.get(c, 'bigint')}" for c in COLUMNS)
     con.execute(f"create table if not exists {STORE} (file varchar, {columns})")
-    sites = [site for (site,) in con.execute(f"""
+    sites = _unrecorded(con, file)
+    if sites and table_exists(con, "restricted", f"{SPECS[file].table}_history"):
+        con.execute(f"insert into {STORE} select $file as file, * from ({_profile_sql(file, sites)})",
+                    {"file": file, "sites": sites})
+    return sites
+
+
+def _unrecorded(con: duckdb.DuckDBPyConnection, file: str) -> list[str]:
+    """The sites whose current pair of exports of the file has no recorded profile."""
+    return [site for (site,) in con.execute(f"""
         with {_pairs()}
         select pairs.site from pairs where not exists (
             select 1 from {STORE} as d where d.file = $file and d.site = pairs.site
                 and d.previous_export = pairs.previous_export and d.current_export = pairs.current_export)
         order by pairs.site
     """, {"file": file}).fetchall()]
-    if sites and table_exists(con, "restricted", f"{SPECS[file].table}_history"):
-        con.execute(f"insert into {STORE} select $file as file, * from ({_profile_sql(file, sites)})",
-                    {"file": file, "sites": sites})
-    return sites
 
 
 def drift(con: duckdb.DuckDBPyConnection, file: str) -> pd.DataFrame:
