@@ -97,6 +97,7 @@ def test_publication_copies_every_mart_and_records_itself(settings: Settings) ->
         ).fetchall() == [("BASE TABLE",)]
     parquet = settings.warehouse_dir / "marts"
     assert parquet.is_symlink() and sorted(p.name for p in parquet.iterdir()) == [
+        publication.RELEASE_DIGESTS,  # hidden: what each file was written from
         "arms.parquet",
         "participant_flow.parquet",
         "participants.parquet",
@@ -164,6 +165,47 @@ def test_a_publication_replaces_only_the_rows_of_the_sites_that_differ(settings:
     with duckdb.connect(str(settings.published_db), read_only=True) as con:  # a copy keeps the v1.0 format
         assert con.execute("select tags['storage_version'] from duckdb_databases() "
                            "where database_name = current_database()").fetchall() == [("v1.0.0+",)]
+
+
+def _parquet_rows(release: Path, table: str) -> list[tuple]:
+    return sorted(duckdb.connect().execute(f"select * from read_parquet('{release / table}.parquet')").fetchall(),
+                  key=repr)
+
+
+def test_a_release_links_the_parquet_files_of_unchanged_marts_and_writes_the_rest(settings: Settings) -> None:
+    """A mart whose rows and columns are those the current release's file was written from keeps
+    that file (a hard link, not a copy); a changed mart, or a file edited since it was written,
+    is written again, and every file holds the working rows."""
+    build_marts(settings, 6)
+    with connect(settings) as con:
+        first = publication.publish(con, settings.published_db, "run-one")
+        assert first.parquet_kept == []  # no release before it
+        second = publication.publish(con, settings.published_db, "run-two")
+        assert second.parquet_kept == ["arms", "participant_flow", "participants"]
+        for table in second.parquet_kept:
+            assert (second.release / f"{table}.parquet").stat().st_ino == \
+                (first.release / f"{table}.parquet").stat().st_ino
+        # Same count, one value changed: the digest tells it apart. A new column: written again.
+        con.execute("update marts.participants set score = -1 where participant_id = 'KMPT-0003'")
+        con.execute("create or replace table marts.participant_flow as select *, 1 as version "
+                    "from marts.participant_flow")
+        third = publication.publish(con, settings.published_db, "run-three")
+        assert third.parquet_kept == ["arms"]
+        for table in ("participants", "participant_flow"):
+            assert _parquet_rows(third.release, table) == sorted(
+                con.execute(f"select * from marts.{table}").fetchall(), key=repr)
+    # A file of the current release changed behind the pipeline's back is not linked again.
+    edited = third.release / "participants.parquet"
+    duckdb.connect().execute(f"copy (select * from read_parquet('{edited}') limit 1) to '{edited}' (format parquet)")
+    with connect(settings) as con:
+        fourth = publication.publish(con, settings.published_db, "run-four")
+        assert fourth.parquet_kept == ["arms", "participant_flow"]
+        assert _parquet_rows(fourth.release, "participants") == sorted(
+            con.execute("select * from marts.participants").fetchall(), key=repr)
+    recorded = json.loads((fourth.release / publication.RELEASE_DIGESTS).read_text())["tables"]
+    assert sorted(recorded) == ["arms", "participant_flow", "participants"]
+    assert recorded["participants"]["rows"] == 6 and recorded["participants"]["columns"][0] == [
+        "participant_id", "VARCHAR"]
 
 
 @pytest.mark.parametrize("name, value", [

@@ -83,6 +83,8 @@ def published_marts(
             ),
             # Marts whose rows were replaced site by site (the others were written whole).
             "sites_replaced_by_table": dg.MetadataValue.json(done.by_site),
+            # Parquet files linked unchanged from the previous release (the others were written).
+            "parquet_files_kept": dg.MetadataValue.json(done.parquet_kept),
             "query": dg.MetadataValue.text(f"duckdb -readonly {done.database}"),
             **_served_metadata(done.served),
         }

@@ -17,7 +17,12 @@ Every mart is then compared with the working database's whole, and the publicati
 differs.
 
 Parquet files are written to a new release folder, `marts_releases/<release>/`, and `marts` is a
-symbolic link to the current release, replaced by another link with os.replace. A directory cannot
+symbolic link to the current release, replaced by another link with os.replace. Each release
+records in a hidden `.digests.json` the columns, count and digest of the rows each file was
+written from, and the file's size and modification time. A mart whose columns, count and digest
+equal the current release's, and whose file there is as recorded, is not written again: the new
+release takes a hard link to the same file (release files are never changed in place, only
+deleted with their release). So a routine re-export that changes few marts rewrites only those. A directory cannot
 be swapped atomically in place, but a link can; a reader that resolves the link once
 (`os.path.realpath`) reads one consistent release even while the next is being published. The
 newest KEEP_RELEASES releases are kept, so a slow reader's release is not deleted under it.
@@ -28,6 +33,7 @@ three publications as they were.
 """
 
 import datetime as dt
+import json
 import os
 import shutil
 from dataclasses import dataclass, field
@@ -42,6 +48,8 @@ SCHEMA = "marts"
 RELEASES = "marts_releases"
 PARQUET_LINK = "marts"
 KEEP_RELEASES = 3
+# In each release folder: what each Parquet file was written from (see the module's docstring).
+RELEASE_DIGESTS = ".digests.json"
 _STAGED_PREFIX = ".pod_marts.staged-"
 
 
@@ -60,6 +68,8 @@ class Publication:
     # Marts updated site by site: table -> the sites whose rows were replaced ("" for rows of
     # participants in no register); the other marts were written whole.
     by_site: dict[str, list[str]] = field(default_factory=dict)
+    # Parquet files taken unchanged from the previous release (hard links), by table.
+    parquet_kept: list[str] = field(default_factory=list)
 
 
 def mart_tables(con: duckdb.DuckDBPyConnection, schema: str = SCHEMA, database: str | None = None) -> list[str]:
@@ -94,8 +104,8 @@ def publish(con: duckdb.DuckDBPyConnection, target: Path, run_id: str,
     _remove_leftovers(warehouse)
     served = None
     try:
-        rows, by_site = _write_database(con, tables, staged_db, previous=target)
-        _write_parquet(con, tables, staged_release)
+        rows, by_site, digests = _write_database(con, tables, staged_db, previous=target)
+        kept = _write_parquet(con, tables, staged_release, digests, previous=warehouse / PARQUET_LINK)
         if postgres is not None:
             served = serving.serve(con, tables, postgres, release.name, scratch=warehouse)
         staged_release.rename(release)
@@ -107,17 +117,21 @@ def publish(con: duckdb.DuckDBPyConnection, target: Path, run_id: str,
         shutil.rmtree(staged_release, ignore_errors=True)
     _fsync(warehouse)  # the renames themselves survive a power cut
     _prune_releases(warehouse / RELEASES, keep=release)
-    return Publication(target, warehouse / PARQUET_LINK, release, rows, published_at, served, by_site)
+    return Publication(target, warehouse / PARQUET_LINK, release, rows, published_at, served, by_site, kept)
 
 
 STORAGE_VERSION = "v1.0.0"
 
 
+Digests = dict[str, dict[str, object]]
+
+
 def _write_database(
     con: duckdb.DuckDBPyConnection, tables: list[str], path: Path, previous: Path | None = None
-) -> tuple[dict[str, int], dict[str, list[str]]]:
+) -> tuple[dict[str, int], dict[str, list[str]], Digests]:
     """A DuckDB file holding a copy of each table (views are materialised), durably on disk: the
-    rows per table, and the tables updated site by site (see the module's docstring)."""
+    rows per table, the tables updated site by site (see the module's docstring), and each working
+    table's columns, count and digest."""
     copied = previous is not None and previous.exists() and table_exists(con, "raw", "register")
     if copied:
         shutil.copyfile(previous, path)
@@ -134,16 +148,20 @@ def _write_database(
         con.execute(f"create schema if not exists pod_publish.{SCHEMA}")
         published = set(mart_tables(con, database="pod_publish"))  # empty unless copied
         sites = con.execute("select count(distinct site) from raw.register").fetchall()[0][0] if copied else 0
-        rows, by_site = {}, {}
+        rows, by_site, digests = {}, {}, {}
         for table in tables:
+            columns = _columns(con, table)
             updated = _update_by_site(con, table, sites) if table in published else None
             if updated is None:
                 con.execute(f'create or replace table pod_publish.{SCHEMA}."{table}" as '
                             f'select * from {SCHEMA}."{table}"')
-                rows[table] = con.execute(f'select count(*) from pod_publish.{SCHEMA}."{table}"').fetchall()[0][0]
+                working = tuple(con.execute(f'select {_digest(columns)} from pod_publish.{SCHEMA}."{table}"')
+                                .fetchall()[0])
+                rows[table] = working[0]
             else:
                 by_site[table], working = updated
                 rows[table] = _holds_the_working_rows(con, table, working)
+            digests[table] = {"columns": [list(c) for c in columns], "rows": working[0], "digest": str(working[1])}
         for gone in published - set(tables):
             con.execute(f'drop table pod_publish.{SCHEMA}."{gone}"')
         con.execute("checkpoint pod_publish")
@@ -153,7 +171,7 @@ def _write_database(
     if Path(f"{path}.wal").exists():
         raise PublicationError(f"{path}.wal was left after checkpoint: refusing to publish")
     _fsync(path)
-    return rows, by_site
+    return rows, by_site, digests
 
 
 def _withdrawn_since(con: duckdb.DuckDBPyConnection) -> bool:
@@ -233,15 +251,48 @@ def _holds_the_working_rows(con: duckdb.DuckDBPyConnection, table: str, working:
     return staged[0]
 
 
-def _write_parquet(con: duckdb.DuckDBPyConnection, tables: list[str], folder: Path) -> None:
+def _write_parquet(con: duckdb.DuckDBPyConnection, tables: list[str], folder: Path, digests: Digests,
+                   previous: Path) -> list[str]:
+    """The Parquet release in `folder`, with its digests file; the tables whose file was taken
+    from the `previous` release (a link to it) unchanged."""
     folder.mkdir(parents=True)
+    before = _release_digests(previous)
+    kept, recorded = [], {}
     for table in tables:
-        con.execute(
-            f"copy {SCHEMA}.\"{table}\" to {lit(str(folder / f'{table}.parquet'))} "
-            "(format parquet, compression zstd)"
-        )
+        path = folder / f"{table}.parquet"
+        if not _link_unchanged(previous / path.name, path, before.get(table), digests[table]):
+            con.execute(f"copy {SCHEMA}.\"{table}\" to {lit(str(path))} (format parquet, compression zstd)")
+        else:
+            kept.append(table)
+        stat = path.stat()
+        recorded[table] = {**digests[table], "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    (folder / RELEASE_DIGESTS).write_text(json.dumps({"tables": recorded}, indent=1), encoding="utf-8")
     for path in folder.iterdir():
         _fsync(path)
+    return kept
+
+
+def _release_digests(release: Path) -> Digests:
+    """What each file of a release was written from ({} for a release without a digests file)."""
+    try:
+        return json.loads((release / RELEASE_DIGESTS).read_text(encoding="utf-8"))["tables"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+
+
+def _link_unchanged(old: Path, new: Path, recorded: dict | None, working: dict) -> bool:
+    """Link `new` to the previous release's file when that was written from the rows the working
+    table holds now and is as it was written; False when the file must be written."""
+    if recorded is None or any(recorded.get(k) != working[k] for k in ("columns", "rows", "digest")):
+        return False
+    try:
+        stat = old.stat()
+        if (stat.st_size, stat.st_mtime_ns) != (recorded.get("size"), recorded.get("mtime_ns")):
+            return False
+        os.link(old, new)
+    except OSError:  # gone, or a file system without hard links: write it
+        return False
+    return True
 
 
 def _point_link(link: Path, release: Path) -> None:
