@@ -4,6 +4,7 @@ import re
 from pathlib import Path
 
 import dagster as dg
+import pytest
 from synthetic_marts import write_synthetic_marts
 
 from pod_pipeline.analysis import analysis_assets
@@ -115,3 +116,65 @@ def test_single_arm_end_to_end(pod_env: Path) -> None:
     assert reason in report
     relapse_reason = _metadata(result, "marts", "relapse_summary")["notes"]
     assert "no POD versus TAU hazard ratio" in relapse_reason and relapse_reason in report
+
+
+SUMMARIES = dg.AssetSelection.assets(["marts", "outcome_summary"], ["marts", "cost_effectiveness_summary"],
+                                     ["marts", "relapse_summary"]).required_multi_asset_neighbors()
+OUTPUTS = ("marts.outcome_summary", "marts.cost_effectiveness_summary", "marts.cost_effectiveness_acceptability",
+           "analysis.cost_effectiveness_replicates", "marts.relapse_summary", "analysis.relapse_curve",
+           "analysis.relapse_at_risk")
+
+
+def _summaries(warehouse: Warehouse, recompute: bool = False) -> tuple[dict, dict]:
+    """Materialise the three cohort-level analyses: whether each asset's inputs were unchanged,
+    and every table they wrote."""
+    config = {"ops": {op: {"config": {"recompute": True}} for op in (
+        "marts__outcome_summary", "cost_effectiveness", "relapse_summary")}} if recompute else None
+    result = dg.materialize([*analysis_assets, *UPSTREAM], resources={"warehouse": warehouse},
+                            selection=SUMMARIES, run_config=config)
+    assert result.success
+    unchanged = {e.materialization.asset_key.to_user_string(): e.materialization.metadata["inputs_unchanged"].value
+                 for e in result.get_asset_materialization_events()}
+    with warehouse.connect(read_only=True) as con:
+        written = {table: sorted(con.execute(f"select * from {table}").fetchall(), key=repr) for table in OUTPUTS}
+    return unchanged, written
+
+
+def test_an_analysis_whose_inputs_are_unchanged_keeps_its_last_result(pod_env: Path) -> None:
+    """The outcome summary, the bootstrap and the relapse analysis are computed again only when a
+    mart they read, their settings or the code changed, when a table they wrote was changed, or
+    when a forced run asks; a kept result is the one computing it again gives."""
+    warehouse = Warehouse()
+    with warehouse.connect() as con:
+        write_synthetic_marts(con, participants=60, arms=("POD", "TAU"), seed=3)
+    first, tables = _summaries(warehouse)
+    assert len(first) == 7 and not any(first.values())
+    again, kept = _summaries(warehouse)
+    assert all(again.values()) and kept == tables
+    forced, recomputed = _summaries(warehouse, recompute=True)
+    assert not any(forced.values()) and recomputed == tables
+    # One input changed: the analyses reading it are computed again, the others kept.
+    with warehouse.connect() as con:
+        con.execute("update marts.time_to_relapse set time_days = time_days + 1 "
+                    "where participant_id = (select min(participant_id) from marts.time_to_relapse)")
+        con.execute("update marts.outcome_summary set mean = -1")  # an output changed behind its back
+    changed, _ = _summaries(warehouse)
+    assert {key for key, kept_it in changed.items() if not kept_it} == {
+        "marts/outcome_summary", "marts/relapse_summary", "analysis/relapse_curve", "analysis/relapse_at_risk"}
+    with warehouse.connect(read_only=True) as con:
+        assert con.execute("select count(*) from marts.outcome_summary where mean = -1").fetchone()[0] == 0
+    # A setting the bootstrap takes.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("POD_BOOTSTRAP_SEED", "99")
+        reseeded, _ = _summaries(Warehouse())
+    assert reseeded["marts/cost_effectiveness_summary"] is False and reseeded["marts/outcome_summary"] is True
+
+
+def test_each_analysis_declares_every_relation_its_sql_reads() -> None:
+    """The inputs an analysis is keyed by are the relations its module's SQL reads."""
+    from pod_pipeline.analysis import economics, stats, survival
+
+    for module in (stats, economics, survival):
+        source = Path(module.__file__).read_text()
+        named = set(re.findall(r"\b(?:from|join|unpivot)\s+((?:marts|analysis|raw|audit|restricted)\.\w+)", source))
+        assert named == set(module.INPUTS), module.__name__

@@ -115,7 +115,11 @@ def test_schedules_force_a_full_rebuild(name: str, cron: str, when: dt.datetime)
         )
     (request,) = result.run_requests
     assert request.run_config == {"ops": {"ingest__landing_batches": {"config": {"force": True}},
-                                          "pod_dbt_models": {"config": {"full_refresh": True}}}}
+                                          "pod_dbt_models": {"config": {"full_refresh": True}},
+                                          # and the cohort-level analyses (analysis/memo.py)
+                                          "marts__outcome_summary": {"config": {"recompute": True}},
+                                          "cost_effectiveness": {"config": {"recompute": True}},
+                                          "relapse_summary": {"config": {"recompute": True}}}}
 
 
 def test_freshness_policies_cover_marts_publication_and_delivery() -> None:

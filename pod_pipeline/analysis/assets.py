@@ -3,13 +3,14 @@
 import base64
 import datetime as dt
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
 
 import dagster as dg
 import pandas as pd
 
 from pod_pipeline import __version__
-from pod_pipeline.analysis import disclosure, economics, figures, report, stats, survival, tables
+from pod_pipeline.analysis import disclosure, economics, figures, memo, report, stats, survival, tables
 from pod_pipeline.markdown import markdown_table
 from pod_pipeline.resources import Warehouse
 
@@ -33,6 +34,30 @@ REPORT_SOURCES = [*FIGURE_SOURCES, dg.AssetKey(["raw", "load_ledger"])]
 CE_INPUT = [dg.AssetKey(["marts", "cost_effectiveness"])]
 
 
+Results = dict[str, dict[str, Any]]
+
+
+def _unless_unchanged(con: Any, config: memo.AnalysisConfig, analysis: str, inputs: Sequence[str],
+                      settings: Mapping[str, Any], outputs: Sequence[str],
+                      compute: Callable[[], Results]) -> tuple[Results, bool]:
+    """An analysis's metadata by asset, computed (`compute` writes its tables and returns it)
+    unless its inputs are those of its last result (analysis/memo.py); and whether they were."""
+    key = memo.inputs_key(con, inputs, settings)
+    kept = None if config.recompute else memo.recorded(con, analysis, key, outputs)
+    if kept is not None:
+        return kept, True
+    memo.forget(con, analysis)
+    results = compute()
+    memo.record(con, analysis, key, outputs, results)
+    return results, False
+
+
+def _reported(metadata: Mapping[str, Any], started: float, unchanged: bool) -> dict[str, Any]:
+    return {**metadata, "seconds": round(time.perf_counter() - started, 2),
+            # True: the inputs were those of the last result, which was kept (analysis/memo.py).
+            "inputs_unchanged": unchanged}
+
+
 def _preview(frame: pd.DataFrame, limit: int) -> dg.MetadataValue:
     """A markdown preview of a small frame for the asset's page."""
     columns = [str(column) for column in frame.columns]
@@ -47,17 +72,26 @@ def _preview(frame: pd.DataFrame, limit: int) -> dg.MetadataValue:
     deps=[dg.AssetKey(["marts", name])
           for name in ("outcome_scores", "carer_timepoints", "participants")],
 )
-def outcome_summary(warehouse: Warehouse) -> dg.MaterializeResult:
+def outcome_summary(config: memo.AnalysisConfig, warehouse: Warehouse) -> dg.MaterializeResult:
     """Outcome summary: one row per arm × parameter × timepoint, levels and paired change."""
     started = time.perf_counter()
     with warehouse.connect() as con:
-        summary = stats.summarise_outcomes(con)
-        tables.replace_table(con, "marts.outcome_summary", summary)
+        def compute() -> Results:
+            summary = stats.summarise_outcomes(con)
+            tables.replace_table(con, "marts.outcome_summary", summary)
+            return {"outcome_summary": _outcome_metadata(summary)}
+
+        results, unchanged = _unless_unchanged(con, config, "outcome_summary", stats.INPUTS, {},
+                                               ["marts.outcome_summary"], compute)
+    return dg.MaterializeResult(metadata=_reported(results["outcome_summary"], started, unchanged))
+
+
+def _outcome_metadata(summary: pd.DataFrame) -> dict[str, Any]:
     without_baseline = summary.loc[summary["note"] == stats.NOTE_NO_BASELINE, "parameter"]
     follow_up = summary[summary["timepoint"] != "baseline"]
     preview = follow_up[["parameter", "timepoint", "arm", "n", "mean", "n_paired", "mean_change",
                          "p_value_paired_t", "p_value_wilcoxon", "effect_size_dz"]]
-    return dg.MaterializeResult(metadata={
+    return {
         "dagster/row_count": len(summary),
         "parameters": dg.MetadataValue.text(", ".join(sorted(summary["parameter"].unique()))),
         "arms": dg.MetadataValue.text(", ".join(sorted(summary["arm"].unique()))),
@@ -66,9 +100,8 @@ def outcome_summary(warehouse: Warehouse) -> dg.MaterializeResult:
         ),
         "records_summarised": int(summary["n"].sum()),
         "paired_changes_tested": int(follow_up["n_paired"].sum()),
-        "seconds": round(time.perf_counter() - started, 2),
         "preview": _preview(preview, limit=40),
-    })
+    }
 
 
 @dg.multi_asset(
@@ -86,19 +119,34 @@ def outcome_summary(warehouse: Warehouse) -> dg.MaterializeResult:
     group_name=GROUP,
     pool=POOL,
 )
-def cost_effectiveness(warehouse: Warehouse) -> Iterator[dg.MaterializeResult]:
+def cost_effectiveness(config: memo.AnalysisConfig, warehouse: Warehouse) -> Iterator[dg.MaterializeResult]:
     """Cost-effectiveness from a seeded bootstrap: summary per arm, acceptability, replicates."""
     settings = warehouse.settings
     started = time.perf_counter()
+    outputs = ["marts.cost_effectiveness_summary", "marts.cost_effectiveness_acceptability",
+               "analysis.cost_effectiveness_replicates"]
     with warehouse.connect() as con:
-        inputs = economics.load_inputs(con)
-        result = economics.analyse(inputs, settings.bootstrap_replicates, settings.bootstrap_seed)
-        # The three tables come from one bootstrap: replace them together or not at all.
-        con.execute("begin transaction")
-        tables.replace_table(con, "marts.cost_effectiveness_summary", result.summary)
-        tables.replace_table(con, "marts.cost_effectiveness_acceptability", result.acceptability)
-        tables.replace_table(con, "analysis.cost_effectiveness_replicates", result.replicates)
-        con.execute("commit")
+        def compute() -> Results:
+            inputs = economics.load_inputs(con)
+            result = economics.analyse(inputs, settings.bootstrap_replicates, settings.bootstrap_seed)
+            # The three tables come from one bootstrap: replace them together or not at all.
+            con.execute("begin transaction")
+            tables.replace_table(con, "marts.cost_effectiveness_summary", result.summary)
+            tables.replace_table(con, "marts.cost_effectiveness_acceptability", result.acceptability)
+            tables.replace_table(con, "analysis.cost_effectiveness_replicates", result.replicates)
+            con.execute("commit")
+            return _cost_effectiveness_metadata(settings, inputs, result)
+
+        results, unchanged = _unless_unchanged(
+            con, config, "cost_effectiveness", economics.INPUTS,
+            {name: getattr(settings, name) for name in ("bootstrap_replicates", "bootstrap_seed", "value_set",
+                                                         "price_year")}, outputs, compute)
+    for key in (CE_SUMMARY, CE_ACCEPTABILITY, CE_REPLICATES):
+        yield dg.MaterializeResult(asset_key=key, metadata=_reported(results[key.path[-1]], started, unchanged))
+
+
+def _cost_effectiveness_metadata(settings: Any, inputs: economics.CostInputs,
+                                 result: economics.CostEffectiveness) -> Results:
     bootstrap = {
         "replicates": settings.bootstrap_replicates,
         "seed": settings.bootstrap_seed,
@@ -107,7 +155,6 @@ def cost_effectiveness(warehouse: Warehouse) -> Iterator[dg.MaterializeResult]:
         "excluded_incomplete": sum(arm.n_excluded_incomplete for arm in inputs.arms),
         "value_set": str(inputs.value_set),
         "price_year": str(inputs.price_year),
-        "seconds": round(time.perf_counter() - started, 2),
     }
     if inputs.value_set != settings.value_set or inputs.price_year != settings.price_year:
         bootstrap["warning"] = (
@@ -115,17 +162,17 @@ def cost_effectiveness(warehouse: Warehouse) -> Iterator[dg.MaterializeResult]:
             f"say {settings.value_set} / {settings.price_year}: is the mart stale?"
         )
     reason = {"incremental_analysis": result.single_arm_reason or "POD − TAU"}
-    yield dg.MaterializeResult(asset_key=CE_SUMMARY, metadata={
-        "dagster/row_count": len(result.summary), **bootstrap, **reason,
-        "preview": _preview(result.summary.set_index("arm").T.reset_index(names="column"), 40),
-    })
-    yield dg.MaterializeResult(asset_key=CE_ACCEPTABILITY, metadata={
-        "dagster/row_count": len(result.acceptability), **reason,
-        "preview": _preview(result.acceptability.iloc[::5], limit=11),
-    })
-    yield dg.MaterializeResult(asset_key=CE_REPLICATES, metadata={
-        "dagster/row_count": len(result.replicates), "seed": settings.bootstrap_seed,
-    })
+    return {
+        CE_SUMMARY.path[-1]: {
+            "dagster/row_count": len(result.summary), **bootstrap, **reason,
+            "preview": _preview(result.summary.set_index("arm").T.reset_index(names="column"), 40),
+        },
+        CE_ACCEPTABILITY.path[-1]: {
+            "dagster/row_count": len(result.acceptability), **reason,
+            "preview": _preview(result.acceptability.iloc[::5], limit=11),
+        },
+        CE_REPLICATES.path[-1]: {"dagster/row_count": len(result.replicates), "seed": settings.bootstrap_seed},
+    }
 
 
 @dg.multi_asset(
@@ -143,16 +190,27 @@ def cost_effectiveness(warehouse: Warehouse) -> Iterator[dg.MaterializeResult]:
     group_name=GROUP,
     pool=POOL,
 )
-def relapse_summary(warehouse: Warehouse) -> Iterator[dg.MaterializeResult]:
+def relapse_summary(config: memo.AnalysisConfig, warehouse: Warehouse) -> Iterator[dg.MaterializeResult]:
     """Kaplan–Meier by arm and Cox hazard ratio for arm, from marts.time_to_relapse (statsmodels)."""
     started = time.perf_counter()
+    outputs = ["marts.relapse_summary", "analysis.relapse_curve", "analysis.relapse_at_risk"]
     with warehouse.connect() as con:
-        result = survival.analyse(survival.load_participants(con))
-        con.execute("begin transaction")
-        tables.replace_table(con, "marts.relapse_summary", result.summary)
-        tables.replace_table(con, "analysis.relapse_curve", result.curve)
-        tables.replace_table(con, "analysis.relapse_at_risk", result.at_risk)
-        con.execute("commit")
+        def compute() -> Results:
+            result = survival.analyse(survival.load_participants(con))
+            con.execute("begin transaction")
+            tables.replace_table(con, "marts.relapse_summary", result.summary)
+            tables.replace_table(con, "analysis.relapse_curve", result.curve)
+            tables.replace_table(con, "analysis.relapse_at_risk", result.at_risk)
+            con.execute("commit")
+            return _relapse_metadata(result)
+
+        results, unchanged = _unless_unchanged(con, config, "relapse_summary", survival.INPUTS, {}, outputs,
+                                               compute)
+    for key in (RELAPSE_SUMMARY, RELAPSE_CURVE, RELAPSE_AT_RISK):
+        yield dg.MaterializeResult(asset_key=key, metadata=_reported(results[key.path[-1]], started, unchanged))
+
+
+def _relapse_metadata(result: survival.RelapseAnalysis) -> Results:
     summary = result.summary.set_index("arm")
     arms = [arm for arm in summary.index if arm != survival.EFFECT]
     effect = summary.loc[survival.EFFECT] if survival.EFFECT in summary.index else None
@@ -162,21 +220,22 @@ def relapse_summary(warehouse: Warehouse) -> Iterator[dg.MaterializeResult]:
                         f"{effect['hr_ci95_high']:.3f}), p = {effect['p_value']:.3g}, {effect['variance']}")
     figure = figures.png_bytes(figures.kaplan_meier(result.curve, result.at_risk), dpi=45)
     thumbnail = base64.b64encode(figure).decode("ascii")
-    yield dg.MaterializeResult(asset_key=RELAPSE_SUMMARY, metadata={
-        "dagster/row_count": len(result.summary),
-        "n_followed": int(summary.loc[arms, "n"].sum()),
-        "n_not_followed_in_epr": int(sum(result.not_followed.values())),
-        **{f"events_{arm}": int(summary.at[arm, "events"]) for arm in arms},
-        "hazard_ratio": dg.MetadataValue.text(hazard_ratio),
-        "notes": dg.MetadataValue.text("; ".join(result.summary["note"].dropna().unique()) or "none"),
-        "seconds": round(time.perf_counter() - started, 2),
-        "preview": _preview(result.summary.set_index("arm").T.reset_index(names="column"), 40),
-        "figure": dg.MetadataValue.md(f"![kaplan_meier](data:image/png;base64,{thumbnail})"),
-    })
-    yield dg.MaterializeResult(asset_key=RELAPSE_CURVE, metadata={"dagster/row_count": len(result.curve)})
-    yield dg.MaterializeResult(asset_key=RELAPSE_AT_RISK, metadata={
-        "dagster/row_count": len(result.at_risk), "preview": _preview(result.at_risk, 20),
-    })
+    return {
+        RELAPSE_SUMMARY.path[-1]: {
+            "dagster/row_count": len(result.summary),
+            "n_followed": int(summary.loc[arms, "n"].sum()),
+            "n_not_followed_in_epr": int(sum(result.not_followed.values())),
+            **{f"events_{arm}": int(summary.at[arm, "events"]) for arm in arms},
+            "hazard_ratio": dg.MetadataValue.text(hazard_ratio),
+            "notes": dg.MetadataValue.text("; ".join(result.summary["note"].dropna().unique()) or "none"),
+            "preview": _preview(result.summary.set_index("arm").T.reset_index(names="column"), 40),
+            "figure": dg.MetadataValue.md(f"![kaplan_meier](data:image/png;base64,{thumbnail})"),
+        },
+        RELAPSE_CURVE.path[-1]: {"dagster/row_count": len(result.curve)},
+        RELAPSE_AT_RISK.path[-1]: {
+            "dagster/row_count": len(result.at_risk), "preview": _preview(result.at_risk, 20),
+        },
+    }
 
 
 @dg.asset(key=FIGURES, group_name=GROUP, pool=POOL, kinds={"python"}, deps=FIGURE_SOURCES)

@@ -24,6 +24,8 @@ BLOCK_REPLICATES = 100
 CHUNK_ELEMENTS = 2**20
 WORKERS = min(4, os.cpu_count() or 1)
 
+# Every relation the SQL below reads: the analysis is computed again when one changes (memo.py).
+INPUTS = ("marts.cost_effectiveness",)
 UNITS_SQL = """
 select
     arm,

@@ -27,6 +27,8 @@ NOTE_NO_PAIRS = "no participant with both a baseline and this timepoint"
 NOTE_ONE_PAIR = "a single paired case: no interval, tests or effect size"
 NOTE_NO_VARIATION = "every paired change is equal: no t-test or effect size"
 
+# Every relation the SQL below reads: the analysis is computed again when one changes (memo.py).
+INPUTS = ("marts.outcome_scores", "marts.carer_timepoints", "marts.participants")
 RECORDS_SQL = f"""
 create or replace temp table analysis_records as
 with carer_long as (

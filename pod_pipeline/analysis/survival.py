@@ -35,6 +35,8 @@ FEW_CLUSTERS = 20
 MAX_LOG_HR = 15.0
 Z95 = float(stats.norm.ppf(0.975))
 
+# Every relation the SQL below reads: the analysis is computed again when one changes (memo.py).
+INPUTS = ("marts.time_to_relapse",)
 INPUT_SQL = """
 select
     participant_id, arm, cluster_id,

@@ -21,9 +21,12 @@ class LandingConfig(dg.Config):
 
 LANDING_OP = "ingest__landing_batches"  # run config is keyed by op name: ["ingest", "landing_batches"]
 # The run config of a run that rebuilds everything even when nothing new has landed: every row of
-# every dbt model too, not only the sites whose inputs changed (transform/partitions.py).
+# every dbt model too, not only the sites whose inputs changed (transform/partitions.py), and every
+# cohort-level analysis, even one whose inputs are those of its last result (analysis/memo.py).
 FULL_REFRESH = {"ops": {LANDING_OP: {"config": {"force": True}},
-                        "pod_dbt_models": {"config": {"full_refresh": True}}}}
+                        "pod_dbt_models": {"config": {"full_refresh": True}},
+                        **{op: {"config": {"recompute": True}}
+                           for op in ("marts__outcome_summary", "cost_effectiveness", "relapse_summary")}}}
 
 
 @dg.asset(key=LANDING_KEY, group_name=GROUP, output_required=False, pool="duckdb_writer")
