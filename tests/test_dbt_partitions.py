@@ -120,7 +120,9 @@ def test_a_build_that_may_leave_rows_behind_is_followed_by_a_full_one(warehouse,
 
 PARTITIONED = ("int_participant_timepoints_scheduled", "int_instrument_scales_scored", "int_timepoint_scores_selected",
                "int_scheduled_instruments_classified", "outcome_scores", "participant_timepoints",
-               "service_use_costs", "cost_effectiveness", "missing_assessments", "carer_timepoints")
+               "service_use_costs", "cost_effectiveness", "missing_assessments", "carer_timepoints",
+               "participants", "network_meetings", "int_acute_care_spells_merged", "int_relapse_followups_bounded",
+               "int_relapse_index_spells_identified", "int_inpatient_days_counted", "time_to_relapse")
 
 
 def _rows_by_site(con: duckdb.DuckDBPyConnection) -> dict[str, dict[str, list]]:
@@ -157,6 +159,11 @@ def test_a_build_of_one_sites_rows_leaves_what_a_full_build_would(tmp_path: Path
             con.execute("update raw.redcap_records set wemwbs_01 = '1', wemwbs_02 = '1' "
                         "where record_id in ('KMPT-0001', 'SABP-0002') and redcap_event_name like 'baseline%' "
                         "and redcap_repeat_instrument is null")
+            # The relapse chain and the network meetings: kmpt's open crisis episode starts later;
+            # a sabp meeting's duration changes behind the plan's back.
+            con.execute("update raw.acute_care set start_date = '2026-04-20' where episode_id = 'E4'")
+            con.execute("update raw.network_meetings set duration_minutes = '95' "
+                        "where study_id = 'SABP-0003'")
             con.execute("create schema audit; create table audit.dbt_partition_sites as select 'kmpt' as site")
         # As the pipeline builds some sites: every model, and every test on the rows it reads.
         assert dbt(tmp_path, "build", "--exclude", "resource_type:seed", reference_date=REFERENCE_DATE).success
@@ -171,6 +178,8 @@ def test_a_build_of_one_sites_rows_leaves_what_a_full_build_would(tmp_path: Path
         assert not any(r[0] in ("KMPT-0002", "KMPT-0003") for r in rows), table
     assert any(r[0] == "KMPT-0002" for r in before["KMPT"]["participant_timepoints"])
     assert stepwise["SABP"] == before["SABP"] != full["SABP"]
+    assert stepwise["KMPT"]["int_acute_care_spells_merged"] != before["KMPT"]["int_acute_care_spells_merged"]
+    assert stepwise["SABP"]["network_meetings"] != full["SABP"]["network_meetings"]
     unique = "unique_combination_outcome_scores_participant_id__parameter__timepoint"
     # A test reads the rebuilt site's rows only: a duplicate among sabp's rows is not seen, one
     # among kmpt's is; with no site named (dbt by hand after a finished build) both are.

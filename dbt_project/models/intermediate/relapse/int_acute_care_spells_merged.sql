@@ -2,11 +2,14 @@
 -- episode that overlaps the spell so far, or starts at most var relapse_merge_days days after
 -- it ended, extends it; an open episode ends at the site's data cut. Participants withdrawn with
 -- all_data are left out (through the participant spine). The EPR's episode_id stays behind.
+{{ site_partitioned() }}
+
 with
 
 episodes as (
 
     select * from {{ ref('stg_epr__acute_care_episodes') }}
+    where {{ in_rebuilt_partitions() }}
 
 ),
 
@@ -19,7 +22,7 @@ data_cuts as (
 participants as (
 
     select * from {{ ref('int_participant_timepoints_scheduled') }}
-    where timepoint_order = 0
+    where timepoint_order = 0 and {{ in_rebuilt_partitions() }}
 
 ),
 

@@ -3,12 +3,14 @@
 -- [consent_date, followup_end_date), overlapping stays merged so each day counts once. A stay
 -- covers its admission day up to, not including, its discharge day (bed days are nights); the
 -- follow-up end is treated like a discharge, so inpatient days never exceed exposure days.
+{{ site_partitioned() }}
+
 with
 
 episodes as (
 
     select * from {{ ref('stg_epr__acute_care_episodes') }}
-    where episode_type = 'inpatient'
+    where episode_type = 'inpatient' and {{ in_rebuilt_partitions() }}
 
 ),
 
@@ -21,7 +23,7 @@ data_cuts as (
 followups as (
 
     select * from {{ ref('int_relapse_followups_bounded') }}
-    where is_followed_in_epr
+    where is_followed_in_epr and {{ in_rebuilt_partitions() }}
 
 ),
 

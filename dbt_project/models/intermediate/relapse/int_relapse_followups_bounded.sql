@@ -3,12 +3,14 @@
 -- ends at the earliest of consent + followup_horizon_days, a follow_up or died withdrawal, the
 -- site's data cut and the run's reference date; ties go to that order. A participant with no NHS
 -- number, or at a site with no data cut, is not followed: no follow-up end.
+{{ site_partitioned() }}
+
 with
 
 participants as (
 
     select * from {{ ref('int_participant_timepoints_scheduled') }}
-    where timepoint_order = 0
+    where timepoint_order = 0 and {{ in_rebuilt_partitions() }}
 
 ),
 

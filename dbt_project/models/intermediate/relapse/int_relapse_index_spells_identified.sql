@@ -3,18 +3,21 @@
 -- index_lookback_days days before it), the relapse (the start of the first spell starting after
 -- consent: never the index spell, which starts on or before consent) and the first crisis-team
 -- re-referral (a crisis_team episode in a spell starting after consent).
+{{ site_partitioned() }}
+
 with
 
 spells as (
 
     select * from {{ ref('int_acute_care_spells_merged') }}
+    where {{ in_rebuilt_partitions() }}
 
 ),
 
 participants as (
 
     select * from {{ ref('int_participant_timepoints_scheduled') }}
-    where timepoint_order = 0
+    where timepoint_order = 0 and {{ in_rebuilt_partitions() }}
 
 ),
 

@@ -1,15 +1,18 @@
+{{ site_partitioned() }}
+
 with
 
 meetings as (
 
     select * from {{ ref('stg_pod_team__network_meetings') }}
+    where {{ in_rebuilt_partitions() }}
 
 ),
 
 participants as (
 
     select * from {{ ref('int_participant_timepoints_scheduled') }}
-    where timepoint_order = 0
+    where timepoint_order = 0 and {{ in_rebuilt_partitions() }}
 
 ),
 

@@ -1,9 +1,11 @@
+{{ site_partitioned() }}
+
 with
 
 participants as (
 
     select * from {{ ref('int_participant_timepoints_scheduled') }}
-    where timepoint_order = 0
+    where timepoint_order = 0 and {{ in_rebuilt_partitions() }}
 
 ),
 
@@ -14,7 +16,7 @@ baseline_statuses as (
         max(case when status in ('complete', 'partial') then 1 else 0 end) = 1 as has_baseline
 
     from {{ ref('int_scheduled_instruments_classified') }}
-    where timepoint_order = 0
+    where timepoint_order = 0 and {{ in_rebuilt_partitions() }}
     group by participant_id
 
 )

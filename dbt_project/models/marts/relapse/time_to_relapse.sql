@@ -1,23 +1,28 @@
 -- Time to relapse, the national trial's primary outcome, with its secondary EPR outcomes over the
 -- same follow-up (national-trial contract sections 4 and 5). Participants withdrawn with all_data
 -- are absent (the participant spine leaves them out).
+{{ site_partitioned() }}
+
 with
 
 followups as (
 
     select * from {{ ref('int_relapse_followups_bounded') }}
+    where {{ in_rebuilt_partitions() }}
 
 ),
 
 index_spells as (
 
     select * from {{ ref('int_relapse_index_spells_identified') }}
+    where {{ in_rebuilt_partitions() }}
 
 ),
 
 inpatient_days as (
 
     select * from {{ ref('int_inpatient_days_counted') }}
+    where {{ in_rebuilt_partitions() }}
 
 ),
 
