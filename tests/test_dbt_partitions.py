@@ -122,7 +122,8 @@ PARTITIONED = ("int_participant_timepoints_scheduled", "int_instrument_scales_sc
                "int_scheduled_instruments_classified", "outcome_scores", "participant_timepoints",
                "service_use_costs", "cost_effectiveness", "missing_assessments", "carer_timepoints",
                "participants", "network_meetings", "int_acute_care_spells_merged", "int_relapse_followups_bounded",
-               "int_relapse_index_spells_identified", "int_inpatient_days_counted", "time_to_relapse")
+               "int_relapse_index_spells_identified", "int_inpatient_days_counted", "time_to_relapse",
+               "int_utilities_valued")
 
 
 def _rows_by_site(con: duckdb.DuckDBPyConnection) -> dict[str, dict[str, list]]:

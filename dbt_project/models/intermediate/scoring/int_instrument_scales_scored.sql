@@ -61,6 +61,7 @@ score_conversions as (
 utilities as (
 
     select * from {{ ref('int_utilities_valued') }}
+    where {{ in_rebuilt_partitions() }}
 
 ),
 

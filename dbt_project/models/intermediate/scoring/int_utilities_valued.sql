@@ -1,10 +1,13 @@
 -- Index = 1 - the sum of the decrements of each dimension's level, for every value set of every
 -- value-set-scored scale (EQ-5D-5L: England 2018 and UK 2026); all dimensions are required.
+{{ site_partitioned() }}
+
 with
 
 items as (
 
     select * from {{ ref('int_questionnaire_items_unpivoted') }}
+    where {{ in_rebuilt_partitions() }}
 
 ),
 
@@ -43,6 +46,8 @@ decrements as (
     select
         items.collected_in,
         items.response_id,
+        -- One participant per response: carried so that the model is built by site.
+        items.participant_id,
         value_set_scales.scale,
         value_set_scales.value_set,
         count(value_sets.decrement) as n_dimensions_valued,
@@ -61,12 +66,14 @@ decrements as (
     group by
         items.collected_in,
         items.response_id,
+        items.participant_id,
         value_set_scales.scale,
         value_set_scales.value_set
 
 )
 
 select
+    decrements.participant_id,
     decrements.collected_in,
     decrements.response_id,
     decrements.scale,
