@@ -1,4 +1,6 @@
-"""Small DuckDB SQL helpers every layer uses: identifier quoting, literals, table existence."""
+"""Small DuckDB SQL helpers every layer uses: identifier quoting, literals, table existence, row digests."""
+
+from collections.abc import Iterable
 
 import duckdb
 
@@ -16,3 +18,10 @@ def lit(text: str) -> str:
 def table_exists(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
     return bool(con.execute("select 1 from information_schema.tables where table_schema = $s "
                             "and table_name = $t", {"s": schema, "t": table}).fetchall())
+
+
+def rows_digest(columns: Iterable[str], alias: str = "") -> str:
+    """SQL: `n`, the row count, and `digest`, an order-free digest of every row (the listed columns)
+    of a relation, which tells two relations' rows apart whatever order they are stored in."""
+    row = ", ".join(f"{alias}{q(name)}" for name in columns)
+    return f"count(*) as n, coalesce(sum(hash({row})), 0) as digest"

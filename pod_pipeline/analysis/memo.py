@@ -23,7 +23,7 @@ import dagster as dg
 import duckdb
 
 from pod_pipeline.ingest.fingerprint import code_version
-from pod_pipeline.sql import q
+from pod_pipeline.sql import q, rows_digest
 
 STORE = "audit.analysis_inputs"
 DDL = f"""
@@ -56,8 +56,7 @@ def _relations(con: duckdb.DuckDBPyConnection, relations: Sequence[str]) -> list
         if not columns:
             parts.append([relation, "missing"])
             continue
-        row = ", ".join(q(name) for name, _ in columns)
-        count, digest = con.execute(f"select count(*), coalesce(sum(hash({row})), 0) "
+        count, digest = con.execute(f"select {rows_digest(name for name, _ in columns)} "
                                     f"from {q(schema)}.{q(table)}").fetchall()[0]
         parts.append([relation, [list(c) for c in columns], count, str(digest)])
     return parts

@@ -42,7 +42,7 @@ from pathlib import Path
 import duckdb
 
 from pod_pipeline.delivery import serving
-from pod_pipeline.sql import lit, table_exists
+from pod_pipeline.sql import lit, rows_digest, table_exists
 
 SCHEMA = "marts"
 RELEASES = "marts_releases"
@@ -204,8 +204,7 @@ def _columns(con: duckdb.DuckDBPyConnection, table: str, database: str | None = 
 
 def _digest(columns: list[tuple[str, str]], alias: str = "") -> str:
     """SQL: count and order-free digest of the rows (every column) of a relation."""
-    row = ", ".join(f'{alias}"{name}"' for name, _ in columns)
-    return f"count(*) as n, coalesce(sum(hash({row})), 0) as digest"
+    return rows_digest([name for name, _ in columns], alias)
 
 
 def _update_by_site(con: duckdb.DuckDBPyConnection, table: str,
