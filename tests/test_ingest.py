@@ -451,3 +451,23 @@ def test_a_run_with_nothing_new_rebuilds_no_site_and_a_new_register_rebuilds_onl
     assert judged() == [v for v in verdicts if v[0] == "kmpt"]  # kmpt was not re-judged
     con = duckdb.connect(str(db))
     assert con.execute("select count(*) from raw.network_meetings where site = 'slam'").fetchall() == [(2,)]
+
+
+def test_a_loaded_batch_removed_from_the_landing_zone_is_named_and_stops_nothing(tmp_path: Path) -> None:
+    """A site or an operator may archive old batches: what was loaded from one stays in history,
+    later batches load, and the batch is named as gone (it crashed every later run before)."""
+    from pod_pipeline.ingest import landing
+
+    root = tmp_path / "lz"
+    first = batch(root, "kmpt", E1, register=[participant("KMPT-0001")],
+                  redcap_rows=[redcap("KMPT-0001", wemwbs_01="2")])
+    ingest(root, tmp_path / "w.duckdb").close()
+    for path in sorted(first.iterdir()):
+        path.unlink()
+    first.rmdir()
+    batch(root, "kmpt", E2, redcap_rows=[redcap("KMPT-0001", wemwbs_01="4")])
+    con = ingest(root, tmp_path / "w.duckdb")
+    assert con.execute("select wemwbs_01, export_id from raw.redcap_records").fetchall() == [("4", E2)]
+    assert con.execute("select export_id from raw.register").fetchall() == [(E1,)]
+    assert landing.gone_batches(con, root) == [f"kmpt/{E1}"]
+    assert all(landing.pending_files(con, root, file) == [] for file in KNOWN_FILES)

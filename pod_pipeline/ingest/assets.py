@@ -36,6 +36,7 @@ def landing_batches(context: dg.AssetExecutionContext, config: LandingConfig, wa
     with warehouse.connect() as con:
         found, report = pipeline.record_landing(con, settings.landing_dir, context.run_id)
         pending = sum(len(landing.pending_files(con, settings.landing_dir, f)) for f in SPECS)
+        gone = landing.gone_batches(con, settings.landing_dir)
         state = fingerprint(con, settings)
         unchanged = state == last_published_fingerprint(con)
         batches = con.execute(
@@ -44,6 +45,9 @@ def landing_batches(context: dg.AssetExecutionContext, config: LandingConfig, wa
         ).fetchall()
     for warning in report.warnings + found.ignored:
         context.log.warning(warning)
+    for batch in gone:
+        context.log.warning(f"batch {batch} is in the load ledger but no longer in the landing zone: what "
+                            "was loaded from it stays; a file of it not loaded yet cannot be")
     for batch, error in report.rejected:
         context.log.error(f"batch {batch} rejected: {error}")
     metadata = {
@@ -52,6 +56,7 @@ def landing_batches(context: dg.AssetExecutionContext, config: LandingConfig, wa
         "batches_rejected_now": len(report.rejected),
         "batches_unsealed_waiting": dg.MetadataValue.json([str(p.relative_to(settings.landing_dir))
                                                            for p in found.unsealed]),
+        "batches_gone_from_landing_zone": dg.MetadataValue.json(gone),
         "files_pending": pending,
         "landing_dir": dg.MetadataValue.path(str(settings.landing_dir)),
         "reference_date": settings.reference_date.isoformat(),

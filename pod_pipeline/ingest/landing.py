@@ -105,6 +105,16 @@ def unrecorded_batches(con: duckdb.DuckDBPyConnection, sealed: list[Path]) -> li
             if (batch.parent.name, batch.name, manifest_sha256(batch)) not in seen]
 
 
+def gone_batches(con: duckdb.DuckDBPyConnection, landing_root: Path) -> list[str]:
+    """Accepted batches (site/export_id) whose folder or manifest is no longer in the landing zone.
+    What was loaded from them stays in history; a file of theirs not loaded yet cannot be."""
+    rows = con.execute("select distinct site, export_id from audit.load_ledger "
+                       "where file = $manifest and status = 'accepted' order by site, export_id",
+                       {"manifest": MANIFEST}).fetchall()
+    return [f"{site}/{export_id}" for site, export_id in rows
+            if not (landing_root / site / export_id / MANIFEST).is_file()]
+
+
 def pending_files(con: duckdb.DuckDBPyConnection, landing_root: Path, file: str) -> list[BatchFile]:
     """Accepted batches that list `file` and have not loaded or rejected it yet, oldest first."""
     rows = con.execute(
@@ -117,6 +127,8 @@ def pending_files(con: duckdb.DuckDBPyConnection, landing_root: Path, file: str)
     pending = []
     for site, export_id in rows:
         batch_dir = landing_root / site / export_id
+        if not (batch_dir / MANIFEST).is_file():
+            continue  # no longer in the landing zone: `gone_batches` names it
         listed = json.loads((batch_dir / MANIFEST).read_text(encoding="utf-8-sig"))["files"]
         if file in listed:
             pending.append(BatchFile(site, export_id, batch_dir / file, listed[file], landing_root))
