@@ -76,7 +76,7 @@ def inputs_key(con: duckdb.DuckDBPyConnection, relations: Sequence[str], setting
 def recorded(con: duckdb.DuckDBPyConnection, analysis: str, key: str,
              outputs: Sequence[str]) -> dict[str, dict[str, Any]] | None:
     """The metadata recorded with the analysis's last result (by asset key) when that result was
-    computed from inputs with this key and every table it wrote is there; else None."""
+    computed from inputs with this key and every table it wrote still holds what it wrote; else None."""
     con.execute(DDL)
     rows = con.execute(f"select inputs_key, outputs_key, results from {STORE} where analysis = $a",
                        {"a": analysis}).fetchall()
