@@ -1,4 +1,4 @@
-"""Small DuckDB SQL helpers every layer uses: identifier quoting, literals, table existence, row digests."""
+"""Small DuckDB SQL helpers every layer uses: identifier quoting, literals, table existence and columns, row digests."""
 
 from collections.abc import Iterable
 
@@ -18,6 +18,17 @@ def lit(text: str) -> str:
 def table_exists(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
     return bool(con.execute("select 1 from information_schema.tables where table_schema = $s "
                             "and table_name = $t", {"s": schema, "t": table}).fetchall())
+
+
+def columns(con: duckdb.DuckDBPyConnection, schema: str, table: str,
+            database: str | None = None) -> list[tuple[str, str]]:
+    """A relation's columns and types, in order, in a database (the connection's own by default)."""
+    return con.execute(
+        "select column_name, data_type from information_schema.columns "
+        "where table_catalog = coalesce($d, current_database()) and table_schema = $s and table_name = $t "
+        "order by ordinal_position",
+        {"d": database, "s": schema, "t": table},
+    ).fetchall()
 
 
 def rows_digest(columns: Iterable[str], alias: str = "") -> str:

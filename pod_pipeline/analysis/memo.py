@@ -23,6 +23,7 @@ import dagster as dg
 import duckdb
 
 from pod_pipeline.ingest.fingerprint import code_version
+from pod_pipeline.sql import columns as columns_of
 from pod_pipeline.sql import q, rows_digest
 
 STORE = "audit.analysis_inputs"
@@ -48,11 +49,7 @@ def _relations(con: duckdb.DuckDBPyConnection, relations: Sequence[str]) -> list
     parts: list[object] = []
     for relation in relations:
         schema, table = relation.split(".")
-        columns = con.execute(
-            "select column_name, data_type from information_schema.columns "
-            "where table_schema = $s and table_name = $t order by ordinal_position",
-            {"s": schema, "t": table},
-        ).fetchall()
+        columns = columns_of(con, schema, table)
         if not columns:
             parts.append([relation, "missing"])
             continue

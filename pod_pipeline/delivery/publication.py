@@ -17,15 +17,17 @@ Every mart is then compared with the working database's whole, and the publicati
 differs.
 
 Parquet files are written to a new release folder, `marts_releases/<release>/`, and `marts` is a
-symbolic link to the current release, replaced by another link with os.replace. Each release
-records in a hidden `.digests.json` the columns, count and digest of the rows each file was
-written from, and the file's size and modification time. A mart whose columns, count and digest
-equal the current release's, and whose file there is as recorded, is not written again: the new
-release takes a hard link to the same file (release files are never changed in place, only
-deleted with their release). So a routine re-export that changes few marts rewrites only those. A directory cannot
-be swapped atomically in place, but a link can; a reader that resolves the link once
+symbolic link to the current release, replaced by another link with os.replace. A directory
+cannot be swapped atomically in place, but a link can; a reader that resolves the link once
 (`os.path.realpath`) reads one consistent release even while the next is being published. The
 newest KEEP_RELEASES releases are kept, so a slow reader's release is not deleted under it.
+
+Each release records in a hidden `.digests.json` the columns, count and digest of the rows each
+file was written from, and the file's size and modification time. A mart whose columns, count and
+digest equal the current release's, and whose file there is as recorded, is not written again:
+the new release takes a hard link to the same file (release files are never changed in place,
+only deleted with their release). So a routine re-export that changes few marts rewrites only
+those.
 
 With POD_PUBLISH_POSTGRES_URL the same release is also served from PostgreSQL (serving.py), swapped
 in after both files are written and before either is moved into place: a failure there leaves all
@@ -42,6 +44,7 @@ from pathlib import Path
 import duckdb
 
 from pod_pipeline.delivery import serving
+from pod_pipeline.sql import columns as columns_of
 from pod_pipeline.sql import lit, rows_digest, table_exists
 
 SCHEMA = "marts"
@@ -151,7 +154,7 @@ def _write_database(
         rows, by_site, digests = {}, {}, {}
         for table in tables:
             columns = _columns(con, table)
-            updated = _update_by_site(con, table, sites) if table in published else None
+            updated = _update_by_site(con, table, columns, sites) if table in published else None
             if updated is None:
                 con.execute(f'create or replace table pod_publish.{SCHEMA}."{table}" as '
                             f'select * from {SCHEMA}."{table}"')
@@ -194,12 +197,7 @@ def _withdrawn_since(con: duckdb.DuckDBPyConnection) -> bool:
 
 def _columns(con: duckdb.DuckDBPyConnection, table: str, database: str | None = None) -> list[tuple[str, str]]:
     """A mart's columns and types, in order, in a database (the connection's own by default)."""
-    return con.execute(
-        "select column_name, data_type from information_schema.columns "
-        "where table_catalog = coalesce($d, current_database()) and table_schema = $s and table_name = $t "
-        "order by ordinal_position",
-        {"d": database, "s": SCHEMA, "t": table},
-    ).fetchall()
+    return columns_of(con, SCHEMA, table, database)
 
 
 def _digest(columns: list[tuple[str, str]], alias: str = "") -> str:
@@ -207,12 +205,12 @@ def _digest(columns: list[tuple[str, str]], alias: str = "") -> str:
     return rows_digest([name for name, _ in columns], alias)
 
 
-def _update_by_site(con: duckdb.DuckDBPyConnection, table: str,
+def _update_by_site(con: duckdb.DuckDBPyConnection, table: str, columns: list[tuple[str, str]],
                     sites: int) -> tuple[list[str], tuple[int, int]] | None:
-    """Bring the staged copy of a mart to the working database's rows by replacing the rows of the
-    sites that differ: those sites ('' for participants in no register), and the working table's
-    count and digest; None when the mart is to be written whole instead."""
-    columns = _columns(con, table)
+    """Bring the staged copy of a mart (whose working columns are `columns`) to the working
+    database's rows by replacing the rows of the sites that differ: those sites ('' for participants
+    in no register), and the working table's count and digest; None when the mart is to be written
+    whole instead."""
     if columns != _columns(con, table, "pod_publish") or ("participant_id", "VARCHAR") not in columns:
         return None
     site_of = "(select study_id as participant_id, site from raw.register where study_id is not null)"
