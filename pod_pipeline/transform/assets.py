@@ -3,8 +3,9 @@
 import datetime as dt
 import json
 import os
+import shutil
 import sys
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -63,18 +64,19 @@ def pod_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, wareh
     if start_from_project_parse(settings.dbt_target_dir, settings.work_db):
         context.log.info("dbt starts from the project's parse (a fresh warehouse)")
     started = dt.datetime.now(dt.UTC)
+    counts = RowCounts(settings.dbt_target_dir / "row_counts")
+    os.environ[ROW_COUNTS_ENV] = str(counts.folder)
     invocation = dbt.cli(["build", "--vars", json.dumps(settings.dbt_vars()),
                           "--exclude-resource-type", "unit_test", *build.dbt_args()], context=context,
                          target_path=settings.dbt_target_dir)
-    # dbt holds the database until it exits: gather its events, then count rows with our own
-    # connection (dagster-dbt's row counts leave an adapter connection open in this process).
-    events, failure = [], None
+    held: list[Any] = []
+    failure = None
     try:
-        events.extend(invocation.stream())
+        yield from counts.relay(invocation.manifest, invocation.stream(), held)
     except DagsterDbtCliRuntimeError as exc:
         failure = exc
     with warehouse.connect() as con:
-        yield from (_with_row_count(con, invocation.manifest, event) for event in events)
+        yield from (_with_row_count(con, invocation.manifest, event) for event in held)
         if failure is None:
             partitions.finish(con, build, selection=context.is_subset)
     if failure is not None:
@@ -118,16 +120,61 @@ def dbt_failure(run_results: Path, since: dt.datetime, shown: int = 3) -> str | 
     return without_ten_digits(told)
 
 
-def _with_row_count(con: duckdb.DuckDBPyConnection, manifest: Mapping[str, Any], event: Any) -> Any:
+ROW_COUNTS_ENV = "POD_DBT_ROW_COUNTS"
+
+
+def _counted_node(manifest: Mapping[str, Any], event: Any) -> Mapping[str, Any] | None:
+    """The dbt table (not view) whose materialization `event` reports, if it reports one."""
     if not isinstance(event, dg.Output | dg.AssetMaterialization) or "unique_id" not in event.metadata:
-        return event
+        return None
     node = manifest["nodes"].get(event.metadata["unique_id"].value)
     if node is None or node["config"].get("materialized") == "view":
+        return None
+    return node
+
+
+def _with_row_count(con: duckdb.DuckDBPyConnection, manifest: Mapping[str, Any], event: Any) -> Any:
+    node = _counted_node(manifest, event)
+    if node is None:
         return event
     # The manifest's relation names carry the catalog of the database dbt parsed against; the
     # schema and alias are what identify the table in ours.
     count = con.execute(f'select count(*) from "{node["schema"]}"."{node["alias"]}"').fetchall()[0][0]
     return event.with_metadata({**event.metadata, "dagster/row_count": count})
+
+
+class RowCounts:
+    """The row counts dbt's builds write as they go (macros/row_counts.sql), one file per table,
+    in a folder emptied before each build so that no count is a previous build's."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+
+    def added(self, manifest: Mapping[str, Any], event: Any) -> Any | None:
+        """The event, with its table's row count when it reports a table; None when that table's
+        count is not there (the pipeline counts it once dbt has exited)."""
+        node = _counted_node(manifest, event)
+        if node is None:
+            return event
+        try:
+            count = int((self.folder / f"{node['schema']}.{node['alias']}.csv").read_text().strip())
+        except (OSError, ValueError):
+            return None
+        return event.with_metadata({**event.metadata, "dagster/row_count": count})
+
+    def relay(self, manifest: Mapping[str, Any], events: Iterable[Any], held: list[Any]) -> Iterator[Any]:
+        """dbt's events as it reports its nodes, each table's with its row count. An event whose
+        count is not there is put in `held`, and so is every event after it, to keep their order
+        (a check's result follows its asset's materialization): the caller counts those once dbt
+        has exited and released the database."""
+        for event in events:
+            counted = None if held else self.added(manifest, event)
+            if counted is None:
+                held.append(event)
+            else:
+                yield counted
 
 
 class PodDbtCliResource(DbtCliResource):
