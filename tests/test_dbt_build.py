@@ -131,6 +131,31 @@ def test_build_passes_with_only_the_nhscii_gap_warning(built):
     assert len(unit_tests) >= 14 and all(str(r.status) == "pass" for r in unit_tests)
 
 
+def test_a_models_not_null_test_names_each_column_holding_nulls(built, tmp_path):
+    # One test reads every not-null column of a model in one scan (tests/generic/not_null_columns.sql).
+    database = tmp_path / "pod_work.duckdb"
+    with duckdb.connect(str(built[0])) as con:
+        con.execute("checkpoint")  # the copy holds everything dbt wrote
+    shutil.copy(built[0], database)
+    with duckdb.connect(str(database)) as con:
+        con.execute("update marts.participants set arm = null where participant_id in "
+                    "(select participant_id from marts.participants order by 1 limit 2)")
+        con.execute("update marts.participants set consent_date = null where participant_id = "
+                    "(select max(participant_id) from marts.participants)")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("POD_WORK_DB", str(database))
+        result = dbt(tmp_path, "test", "--select", "not_null_participants", reference_date=REFERENCE_DATE)
+    (test,) = result.result
+    # A failure per column holding nulls, each with its count of null rows.
+    assert str(test.status) == "fail" and test.failures == 2
+    # (dbt, in this process, keeps its connection to the database open: read a copy.)
+    shutil.copy(database, tmp_path / "read.duckdb")
+    with duckdb.connect() as con:
+        con.execute(f"attach '{tmp_path / 'read.duckdb'}' as pod_work (read_only)")
+        found = con.execute(f"select * from ({test.node.compiled_code}) order by 1").fetchall()
+    assert found == [("arm", 2), ("consent_date", 1)]
+
+
 def test_spine_has_every_participant_at_every_timepoint(con):
     assert con.execute("select count(*) from marts.participants").fetchone()[0] == 5
     counts = rows(

@@ -4,23 +4,32 @@ Every function takes the table as the report shows it, so a table with suppresse
 marker `*`) draws a figure that discloses no more than the table does.
 """
 
+from __future__ import annotations
+
 import io
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
-from matplotlib.ticker import StrMethodFormatter
 
 from pod_pipeline.analysis.disclosure import SUPPRESSED
 from pod_pipeline.analysis.economics import COMPARATOR, INCREMENTAL, INTERVENTION, NAMED_THRESHOLDS
 from pod_pipeline.analysis.tables import FLOW_EXITS, StudyTables, flow_stages, timepoint_order
 
+if TYPE_CHECKING:
+    # matplotlib is imported where a figure is made, not with this module: every process loading
+    # the Dagster definitions imports this module, and a run imports matplotlib while dbt runs
+    # (transform/assets.py).
+    from matplotlib.figure import Figure
+
 ARM_COLOURS = {INTERVENTION: "#1b7837", COMPARATOR: "#762a83"}
 
 
 def _figure(width: float, height: float, layout: str | None = "constrained") -> Figure:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
     figure = Figure(figsize=(width, height), layout=layout)
     FigureCanvasAgg(figure)
     return figure
@@ -192,6 +201,8 @@ def cost_effectiveness_plane(replicates: pd.DataFrame, summary: pd.DataFrame) ->
 
 def acceptability_curve(acceptability: pd.DataFrame) -> Figure:
     """Probability POD is cost-effective against the willingness to pay per QALY."""
+    from matplotlib.ticker import StrMethodFormatter
+
     figure = _figure(6, 4)
     axis = figure.subplots()
     axis.plot(acceptability["threshold"], acceptability["prob_cost_effective"], marker=".",
