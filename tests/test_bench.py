@@ -102,6 +102,9 @@ def test_bench_smoke_run_at_50_and_2000(tmp_path: Path) -> None:
         assert pipeline_rows == reference_rows
         # every participant x 3 timepoints (5 at a national-trial site), less all_data withdrawals
         assert int(size) * 3 * 0.9 <= pipeline_rows <= int(size) * 5
+        # `pod run` ends without Python's teardown (app/cli.py), only once its databases are
+        # closed: no write-ahead log is left beside the run history or the warehouse.
+        assert not [p.name for p in (work / "runs" / size).rglob("*") if p.name.endswith(("-wal", ".wal"))]
 
     at_50 = report["results"]["50"]
     assert at_50["incremental"]["returncode"] == 0 and at_50["noop"]["returncode"] == 0

@@ -1,8 +1,11 @@
 """The `pod` command line: run the pipeline, deliver, make synthetic landing zones, seal batches."""
 
 import argparse
+import logging
+import os
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 
 def _synth(args: argparse.Namespace) -> int:
@@ -138,8 +141,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The `pod` program, or one command of it in this process when `argv` is given (the tests)."""
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    code = args.func(args)
+    if argv is None and args.func is _run:
+        _exit_without_teardown(code)
+    return code
+
+
+def _exit_without_teardown(code: int) -> NoReturn:
+    """End `pod run` without Python's teardown. A run has loaded dbt, Dagster, Great Expectations,
+    pandas, scipy, statsmodels and matplotlib; freeing their objects one by one when the
+    interpreter exits took about 1.5 s of a study-scale run's 27 s, with nothing left to do: by
+    now the run has closed every database connection and file it wrote (committed data of an
+    unclosed DuckDB or SQLite connection would be in its write-ahead log either way). The
+    standard streams and logging are flushed first."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":

@@ -147,6 +147,8 @@ def execute(job_name: str = "refresh", run_config: dict | None = None, tags: dic
     started = time.monotonic()
     log_path = log = None
     with contextlib.ExitStack() as stack:
+        # Closed after the run: its SQLite databases are checkpointed then, not left to the exit.
+        stack.callback(instance.dispose)
         # One run at a time on the working database: wait here, on the terminal, for a run the
         # sensor, a schedule or the UI started; the run's own resources then hold the same lock.
         stack.enter_context(worklock.hold(settings.warehouse_dir, job=job_name, trigger=(tags or {}).get(
