@@ -79,8 +79,6 @@ def ensure_dbt_manifest() -> Path:
     Checked and built under a file lock, so processes loading the definitions at once (the test
     suite's workers, the UI's code server beside `pod run`) parse once; dbt writes into a folder of
     its own and the manifest is moved into place whole, so no process reads one half written."""
-    from dbt.cli.main import dbtRunner
-
     TARGET_DIR.mkdir(parents=True, exist_ok=True)
     wanted = parse_settings()
     with (TARGET_DIR / ".manifest.lock").open("a") as lock:
@@ -88,6 +86,8 @@ def ensure_dbt_manifest() -> Path:
         if (DBT_MANIFEST.exists() and DBT_MANIFEST.stat().st_mtime >= _newest_input()
                 and PARSE_SETTINGS.exists() and json.loads(PARSE_SETTINGS.read_text()) == wanted):
             return DBT_MANIFEST
+        from dbt.cli.main import dbtRunner  # only to parse: not imported by a run that needs no parse
+
         staging = Path(tempfile.mkdtemp(prefix=".parse-", dir=TARGET_DIR))
         try:
             state = TARGET_DIR / PARTIAL_PARSE
