@@ -235,7 +235,7 @@ def process_group_runs_dbt(pgid: int) -> bool:
 def tables_built(row_counts: Path) -> int:
     """Tables of models a `dbt build` has written so far: the row counts their builds wrote
     (macros/row_counts.sql), in a folder the pipeline empties before it starts dbt."""
-    return sum(1 for path in row_counts.glob("*.csv") if path.name.startswith(("intermediate.", "marts.")))
+    return sum(1 for path in row_counts.glob("*.count") if path.name.startswith(("intermediate.", "marts.")))
 
 
 def kill_during_dbt(story: "Story", env: dict[str, str], logs: Path) -> dict[str, Any]:

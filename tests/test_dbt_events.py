@@ -26,10 +26,10 @@ def _check(name: str) -> dg.AssetCheckResult:
 
 def test_events_pass_on_with_their_row_counts_and_wait_in_order_when_a_count_is_missing(tmp_path: Path) -> None:
     (tmp_path / "old").mkdir()
-    (tmp_path / "old" / "marts.later.csv").write_text("99\n")
+    (tmp_path / "old" / "marts.later.count").write_text("99\n")
     counts = RowCounts(tmp_path / "old")
     assert list(counts.folder.iterdir()) == []  # a previous build's counts are gone
-    (counts.folder / "marts.a_table.csv").write_text("42\n")
+    (counts.folder / "marts.a_table.count").write_text("42\n")
     events = [_output("model.pod.a_view"), _output("model.pod.a_table"), _check("first"),
               _output("model.pod.later"), _check("second")]
     held: list = []
@@ -66,4 +66,4 @@ def test_every_dbt_table_materialization_carries_the_row_count_the_table_holds(
     for (schema, name), rows in counted.items():
         assert rows == con.execute(f'select count(*) from "{schema}"."{name}"').fetchone()[0], (schema, name)
         # ... counted by the table's own build, so its events did not wait for dbt to exit.
-        assert (written / f"{schema}.{name}.csv").read_text().strip() == str(rows), (schema, name)
+        assert (written / f"{schema}.{name}.count").read_text().strip() == str(rows), (schema, name)

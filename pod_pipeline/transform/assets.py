@@ -182,7 +182,7 @@ class RowCounts:
         if node is None:
             return event
         try:
-            count = int((self.folder / f"{node['schema']}.{node['alias']}.csv").read_text().strip())
+            count = int((self.folder / f"{node['schema']}.{node['alias']}.count").read_text().strip())
         except (OSError, ValueError):
             return None
         return event.with_metadata({**event.metadata, "dagster/row_count": count})
