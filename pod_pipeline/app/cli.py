@@ -1,6 +1,7 @@
 """The `pod` command line: run the pipeline, deliver, make synthetic landing zones, seal batches."""
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
@@ -157,8 +158,10 @@ def _exit_without_teardown(code: int) -> NoReturn:
     unclosed DuckDB or SQLite connection would be in its write-ahead log either way). The
     standard streams and logging are flushed first."""
     logging.shutdown()
-    sys.stdout.flush()
-    sys.stderr.flush()
+    for stream in (sys.stdout, sys.stderr):
+        # A reader that went away (`pod run | head`) or a closed stream: nothing more can be said.
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
     os._exit(code)
 
 

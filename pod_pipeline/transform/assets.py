@@ -70,7 +70,7 @@ def pod_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, wareh
     counts = RowCounts(settings.dbt_target_dir / "row_counts")
     os.environ[ROW_COUNTS_ENV] = str(counts.folder)
     # No dbt.log: dbt's own debug log (every statement, ~9 MB a study-scale run) cost about 1.5 s
-    # of its 11 s; its info lines are in the run's log, and the SQL of each node in target/run/.
+    # of its 11 s; its info lines are in the run's log, and the SQL of each node in dbt_target/run/.
     invocation = dbt.cli(["build", "--vars", json.dumps(settings.dbt_vars()),
                           "--exclude-resource-type", "unit_test", "--log-level-file", "none",
                           *build.dbt_args()], context=context, target_path=settings.dbt_target_dir)
