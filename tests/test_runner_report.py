@@ -6,6 +6,7 @@ import errno
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import duckdb
@@ -200,3 +201,15 @@ def test_the_bundled_sample_is_judged_as_of_its_own_day_and_real_exports_as_of_t
     assert Settings.from_env().reference_date == dt.date.today()
     monkeypatch.setenv("POD_REFERENCE_DATE", "2027-01-31")
     assert Settings.from_env().reference_date == dt.date(2027, 1, 31)
+
+
+def test_pod_run_exits_with_its_code_even_when_its_reader_went_away() -> None:
+    # `pod run` ends with os._exit after flushing (app/cli.py): a closed pipe must not stop it there.
+    script = ("import sys; from pod_pipeline.app import cli; print('report'); "
+              "cli._exit_without_teardown(3)")
+    buffered = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # as a terminal user's
+    process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               env=buffered)
+    process.stdout.close()  # the reader goes away before the report (buffered) is flushed
+    assert process.wait(timeout=60) == 3
+    assert b"Traceback" not in process.stderr.read()
