@@ -6,6 +6,7 @@ tests in-process with a fixed reference date.
 """
 
 import csv
+import datetime as dt
 import shutil
 from decimal import Decimal
 from pathlib import Path
@@ -13,6 +14,8 @@ from pathlib import Path
 import duckdb
 import pytest
 from dbt.cli.main import dbtRunner, dbtRunnerResult
+
+from pod_pipeline.transform.assets import dbt_failure
 
 ROOT = Path(__file__).resolve().parents[1]
 PROJECT_DIR = ROOT / "dbt_project"
@@ -153,7 +156,12 @@ def test_a_models_not_null_test_names_each_column_holding_nulls(built, tmp_path)
     with duckdb.connect() as con:
         con.execute(f"attach '{tmp_path / 'read.duckdb'}' as pod_work (read_only)")
         found = con.execute(f"select * from ({test.node.compiled_code}) order by 1").fetchall()
-    assert found == [("arm", 2), ("consent_date", 1)]
+        assert found == [("arm", 2), ("consent_date", 1)]
+        # The run's summary line names them too (transform/assets.py, dbt_failure).
+        results = tmp_path / "target" / "run_results.json"
+        told = dbt_failure(results, dt.datetime(2000, 1, 1, tzinfo=dt.UTC), con=con)
+    assert told == ("dbt build failed at 1 node: test not_null_participants: Got 2 results, configured to "
+                    "fail if != 0 (nulls in arm: 2 rows, consent_date: 1 row)")
 
 
 def test_spine_has_every_participant_at_every_timepoint(con):

@@ -84,8 +84,9 @@ def pod_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, wareh
         yield from (_with_row_count(con, invocation.manifest, event) for event in held)
         if failure is None:
             partitions.finish(con, build, selection=context.is_subset)
+        else:
+            reason = dbt_failure(settings.dbt_target_dir / "run_results.json", since=started, con=con)
     if failure is not None:
-        reason = dbt_failure(settings.dbt_target_dir / "run_results.json", since=started)
         if reason is None:
             raise failure
         # The run's summary shows the first line of the innermost error: dbt's own reasons, rather
@@ -115,9 +116,12 @@ class DbtBuildFailed(Exception):
     """`dbt build` failed; the message names each failed node with dbt's reason."""
 
 
-def dbt_failure(run_results: Path, since: dt.datetime, shown: int = 3) -> str | None:
+def dbt_failure(run_results: Path, since: dt.datetime, shown: int = 3,
+                con: duckdb.DuckDBPyConnection | None = None) -> str | None:
     """One line from dbt's run_results.json: the nodes that failed and why (None when the file is
-    missing, unreadable or older than `since`, or names no failure)."""
+    missing, unreadable or older than `since`, or names no failure). With a connection to the
+    working database, a failed not-null test (one per model: tests/generic/not_null_columns.sql)
+    also names the columns holding nulls, as the per-column tests' names did."""
     try:
         content = json.loads(run_results.read_text(encoding="utf-8"))
         generated = dt.datetime.fromisoformat(content["metadata"]["generated_at"].replace("Z", "+00:00"))
@@ -135,12 +139,25 @@ def dbt_failure(run_results: Path, since: dt.datetime, shown: int = 3) -> str | 
         lines = [line.strip() for line in (result.get("message") or "").splitlines() if line.strip()]
         # A runtime error's first line only repeats the node ("Runtime Error in model x (path)").
         detail = " ".join(lines[1:] if len(lines) > 1 and lines[0].startswith("Runtime Error") else lines)
-        parts.append(f"{kind} {name}: {detail or result['status']}")
+        parts.append(f"{kind} {name}: {detail or result['status']}{_null_columns(con, name, result)}")
     more = f"; and {len(failed) - shown} more" if len(failed) > shown else ""
     told = f"dbt build failed at {len(failed)} node{'s' if len(failed) > 1 else ''}: {'; '.join(parts)}{more}"
     # dbt may quote a value it could not convert; the summary goes to the terminal and the run
     # history, so ten digits in a row are withheld, as in quarantine details.
     return without_ten_digits(told)
+
+
+def _null_columns(con: duckdb.DuckDBPyConnection | None, name: str, result: Mapping[str, Any]) -> str:
+    """" (nulls in arm: 3 rows, ...)" for a failed not-null test, from its compiled query; ""
+    for any other test, without a connection, or when the query cannot be run again."""
+    if con is None or not name.startswith(("not_null_", "source_not_null_")) or not result.get("compiled_code"):
+        return ""
+    try:
+        found = con.execute(f"select column_name, null_rows from ({result['compiled_code']}) order by 1").fetchall()
+    except duckdb.Error:
+        return ""
+    counts = ", ".join(f"{column}: {rows} row{'' if rows == 1 else 's'}" for column, rows in found)
+    return f" (nulls in {counts})" if found else ""
 
 
 ROW_COUNTS_ENV = "POD_DBT_ROW_COUNTS"
