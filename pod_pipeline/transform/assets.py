@@ -7,7 +7,7 @@ import os
 import shutil
 import sys
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -81,7 +81,8 @@ def pod_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, wareh
     except DagsterDbtCliRuntimeError as exc:
         failure = exc
     with warehouse.connect() as con:
-        yield from (_with_row_count(con, invocation.manifest, event) for event in held)
+        counted_now = _counted_in(con)
+        yield from (_with_row_count(invocation.manifest, event, counted_now) for event in held)
         if failure is None:
             partitions.finish(con, build, selection=context.is_subset)
         else:
@@ -173,14 +174,21 @@ def _counted_node(manifest: Mapping[str, Any], event: Any) -> Mapping[str, Any] 
     return node
 
 
-def _with_row_count(con: duckdb.DuckDBPyConnection, manifest: Mapping[str, Any], event: Any) -> Any:
+def _with_row_count(manifest: Mapping[str, Any], event: Any,
+                    count_of: Callable[[Mapping[str, Any]], int | None]) -> Any | None:
+    """The event, with its table's row count (`count_of` the table's manifest node) when it
+    reports a table; None when that count is not to be had."""
     node = _counted_node(manifest, event)
     if node is None:
         return event
-    # The manifest's relation names carry the catalog of the database dbt parsed against; the
-    # schema and alias are what identify the table in ours.
-    count = con.execute(f'select count(*) from "{node["schema"]}"."{node["alias"]}"').fetchall()[0][0]
-    return event.with_metadata({**event.metadata, "dagster/row_count": count})
+    count = count_of(node)
+    return None if count is None else event.with_metadata({**event.metadata, "dagster/row_count": count})
+
+
+def _counted_in(con: duckdb.DuckDBPyConnection) -> Callable[[Mapping[str, Any]], int]:
+    """A table's row count in the working database. The manifest's relation names carry the
+    catalog of the database dbt parsed against; the schema and alias identify the table in ours."""
+    return lambda node: con.execute(f'select count(*) from "{node["schema"]}"."{node["alias"]}"').fetchall()[0][0]
 
 
 class RowCounts:
@@ -192,17 +200,12 @@ class RowCounts:
         shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir(parents=True)
 
-    def added(self, manifest: Mapping[str, Any], event: Any) -> Any | None:
-        """The event, with its table's row count when it reports a table; None when that table's
-        count is not there (the pipeline counts it once dbt has exited)."""
-        node = _counted_node(manifest, event)
-        if node is None:
-            return event
+    def written(self, node: Mapping[str, Any]) -> int | None:
+        """The count the table's build wrote; None when it is not there (yet)."""
         try:
-            count = int((self.folder / f"{node['schema']}.{node['alias']}.count").read_text().strip())
+            return int((self.folder / f"{node['schema']}.{node['alias']}.count").read_text().strip())
         except (OSError, ValueError):
             return None
-        return event.with_metadata({**event.metadata, "dagster/row_count": count})
 
     def relay(self, manifest: Mapping[str, Any], events: Iterable[Any], held: list[Any]) -> Iterator[Any]:
         """dbt's events as it reports its nodes, each table's with its row count. An event whose
@@ -210,7 +213,7 @@ class RowCounts:
         (a check's result follows its asset's materialization): the caller counts those once dbt
         has exited and released the database."""
         for event in events:
-            counted = None if held else self.added(manifest, event)
+            counted = None if held else _with_row_count(manifest, event, self.written)
             if counted is None:
                 held.append(event)
             else:
