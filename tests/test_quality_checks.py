@@ -235,6 +235,34 @@ def test_a_score_out_of_range_or_off_its_scale_blocks_only_its_mart(work_db: Pat
     assert materialized(result) & {after(key) for key in keys} == {after(mart("carer_timepoints"))}
 
 
+def test_marts_checked_together_share_one_validation_and_are_judged_each_on_its_own(
+    work_db: Path,
+) -> None:
+    sql(
+        work_db,
+        "update marts.participant_timepoints set wemwbs_total = 71 "
+        "where participant_id = 'S01-000001' and timepoint = 'baseline'",
+    )
+    # A mart missing when the first of its suite's checks runs is checked alone, and fails alone.
+    sql(work_db, "drop table marts.carer_timepoints")
+    keys = [mart(table) for table in ("participant_timepoints", "outcome_scores", "carer_timepoints")]
+    result = materialize(scores_checks, keys)
+    timepoints = evaluation(result, keys[0], "scores_within_instrument_ranges")
+    outcomes = evaluation(result, keys[1], "scores_within_instrument_ranges")
+    assert (timepoints.passed, timepoints.severity) == (False, ERROR)
+    assert "wemwbs_total" in timepoints.metadata["failed_expectations"].value
+    assert "participant_timepoints" not in timepoints.metadata["failed_expectations"].value
+    assert timepoints.metadata["gx_result"].value["statistics"]["unsuccessful_expectations"] == 1
+    assert outcomes.passed
+    assert outcomes.metadata["gx_result"].value["statistics"]["unsuccessful_expectations"] == 0
+    # One GX run for both: one Data Docs page, each check's rows read from it.
+    page = timepoints.metadata["gx_data_docs"].value
+    assert page == outcomes.metadata["gx_data_docs"].value and Path(page).is_file()
+    assert not any(e.asset_key == keys[2] for e in result.get_asset_check_evaluations())
+    assert not result.success
+    assert materialized(result) & {after(key) for key in keys} == {after(keys[1])}
+
+
 def test_mart_identifiers_block_and_are_reported_as_counts_only(work_db: Path) -> None:
     with duckdb.connect(str(work_db)) as con:
         birth = con.execute(

@@ -5,10 +5,11 @@ assets downstream of the checked one in the same run; `warning` expectations giv
 Dagster shows without blocking. expectations/README.md says what each failure means and what to do.
 """
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import dagster as dg
+import duckdb
 import pandas as pd
 
 from pod_pipeline.ingest import drift
@@ -16,8 +17,9 @@ from pod_pipeline.ingest.assets import RAW_KEYS
 from pod_pipeline.ingest.specs import SPECS
 from pod_pipeline.markdown import markdown_table
 from pod_pipeline.quality import identifier_scan, profiles
-from pod_pipeline.quality.suites import check_result, validate
+from pod_pipeline.quality.suites import Validation, check_result, validate, validate_together
 from pod_pipeline.resources import Warehouse
+from pod_pipeline.sql import table_exists
 from pod_pipeline.transform.assets import pod_dbt_models
 
 POOL = "duckdb_writer"
@@ -113,6 +115,39 @@ def visit_window_compliance(context: dg.AssetCheckExecutionContext,
     })
 
 
+# The marts' profiles and validations for each (run, suite) validated across marts: the first of
+# the suite's checks in a run computes every mart's, the others take theirs. All these marts are
+# built by the one dbt step every such check runs after, so nothing they hold changes in between.
+_together: dict[tuple[str, str], dict[str, tuple[pd.DataFrame, Validation]]] = {}
+
+
+def _validated_with_the_other_marts(
+    context: dg.AssetCheckExecutionContext, warehouse: Warehouse, suite: str, table: str,
+    tables: tuple[str, ...], profile_of: Callable[[duckdb.DuckDBPyConnection, str], pd.DataFrame],
+) -> tuple[pd.DataFrame, Validation]:
+    """marts.<table>'s profile and its validation, done once in this run for all of `tables`.
+
+    A mart missing when the first check ran is profiled and validated on its own, as a check
+    that is not shared would be.
+    """
+    run_id, docs_dir = context.run.run_id, warehouse.settings.warehouse_dir / "gx_docs"
+    key = (run_id, suite)
+    if key not in _together:
+        for stale in [k for k in _together if k[0] != run_id]:
+            del _together[stale]  # one run at a time per process
+        with warehouse.connect(read_only=True) as con:
+            profiles = {name: profile_of(con, name) for name in tables
+                        if table_exists(con, "marts", name)}
+        validations = validate_together(run_id, docs_dir, suite, profiles, "mart") if profiles else {}
+        _together[key] = {name: (profiles[name], validations[name]) for name in profiles}
+    if table in _together[key]:
+        return _together[key][table]
+    with warehouse.connect(read_only=True) as con:
+        profile = profile_of(con, table)
+    alone = validate_together(run_id, docs_dir, suite, {table: profile}, "mart", f"{suite}_{table}")
+    return profile, alone[table]
+
+
 def _scores_check(table: str) -> dg.AssetChecksDefinition:
     @dg.asset_check(
         asset=mart(table), name="scores_within_instrument_ranges", blocking=True, pool=POOL,
@@ -121,18 +156,22 @@ def _scores_check(table: str) -> dg.AssetChecksDefinition:
     )
     def _check(context: dg.AssetCheckExecutionContext,
                warehouse: Warehouse) -> dg.AssetCheckResult:
-        with warehouse.connect(read_only=True) as con:
-            profile = profiles.scores(con, table)
-            failing = int(profile["n_out_of_range"].sum() + profile["n_not_allowed"].sum())
-            sample = profiles.failing_scores(con, table) if failing else []
-        return _verdict(context, warehouse, "scores_within_instrument_ranges", profile, {
+        suite = "scores_within_instrument_ranges"
+        profile, validation = _validated_with_the_other_marts(
+            context, warehouse, suite, table, SCORE_MARTS, profiles.scores)
+        failing = int(profile["n_out_of_range"].sum() + profile["n_not_allowed"].sum())
+        sample = []
+        if failing:
+            with warehouse.connect(read_only=True) as con:
+                sample = profiles.failing_scores(con, table)
+        return check_result(validation, {
             "scores_checked": int(profile["n"].sum()),
             "scores_out_of_range": int(profile["n_out_of_range"].sum()),
             "scores_not_allowed": int(profile["n_not_allowed"].sum()),
             "by_scale": _table(profile),
             "sample_failing": dg.MetadataValue.md(markdown_table(
                 ["participant_id", "timepoint", "scale", "value", "problem"], sample)),
-        }, name=f"scores_within_instrument_ranges_{table}")
+        })
 
     _check.__name__ = f"scores_within_instrument_ranges_{table}"
     return _check
@@ -146,15 +185,16 @@ def _identifiers_check(table: str) -> dg.AssetChecksDefinition:
     )
     def _check(context: dg.AssetCheckExecutionContext,
                warehouse: Warehouse) -> dg.AssetCheckResult:
-        with warehouse.connect(read_only=True) as con:
-            profile = identifier_scan.identifiers(con, table)
+        profile, validation = _validated_with_the_other_marts(
+            context, warehouse, "no_direct_identifiers", table, DBT_MARTS,
+            identifier_scan.identifiers)
         hits = profile[(profile["nhs_numbers"] > 0) | (profile["dates_of_birth"] > 0)]
-        return _verdict(context, warehouse, "no_direct_identifiers", profile, {
+        return check_result(validation, {
             "columns_scanned": len(profile),
             "rows_with_nhs_number": int(profile["nhs_numbers"].sum()),
             "rows_with_date_of_birth": int(profile["dates_of_birth"].sum()),
             "columns_with_identifiers": _table(hits),
-        }, name=f"no_direct_identifiers_{table}")
+        })
 
     _check.__name__ = f"no_direct_identifiers_{table}"
     return _check

@@ -8,7 +8,7 @@ gives severity ERROR (blocking), a failed `warning` one WARN (shown, not blockin
 import json
 import urllib.parse
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,26 @@ class Validation:
     failures: list[Failure]
     result: dict[str, Any]  # the GX result, JSON-safe
     docs_page: Path | None
+
+    def of(self, column: str, value: Any) -> "Validation":
+        """This validation as it bears on the profile rows whose `column` is `value`.
+
+        Failures keep those rows only, and a failure left without rows is no failure for them
+        (an expectation that could not be evaluated fails for all); the statistics are counted
+        again, and the grain drops `column`, which now says nothing.
+        """
+        failures = [replace(f, rows=[row for row in f.rows if row.get(column) == value])
+                    for f in self.failures]
+        failures = [f for f in failures if f.rows or f.error]
+        evaluated = len(self.result.get("results", []))
+        statistics = {
+            "evaluated_expectations": evaluated,
+            "successful_expectations": evaluated - len(failures),
+            "unsuccessful_expectations": len(failures),
+            "success_percent": 100.0 * (evaluated - len(failures)) / evaluated if evaluated else None,
+        }
+        return replace(self, grain=[g for g in self.grain if g != column], failures=failures,
+                       result={**self.result, "success": not failures, "statistics": statistics})
 
 
 def load_suite_json(name: str) -> dict[str, Any]:
@@ -147,6 +167,21 @@ def validate(run_id: str, docs_dir: Path, suite: str, profile: pd.DataFrame,
         if urls else None
     grain = checkpoint.validation_definitions[0].suite.meta.get("grain", [])
     return Validation(suite, grain, failures, as_json, page)
+
+
+def validate_together(run_id: str, docs_dir: Path, suite: str, profiles: Mapping[str, pd.DataFrame],
+                      key: str, name: str | None = None) -> dict[str, Validation]:
+    """Validate several profiles with one suite in one GX run: each profile's own Validation.
+
+    The profiles are stacked with `key` naming each one's rows (the suite's grain starts with
+    it), so GX runs once and writes one Data Docs page for all of them: a GX run costs about
+    0.2 s whatever its profile's size, which a study-scale refresh paid once per mart.
+    """
+    stacked = pd.concat([profile.assign(**{key: name}) for name, profile in profiles.items()],
+                        ignore_index=True)
+    stacked = stacked[[key, *(column for column in stacked.columns if column != key)]]
+    validation = validate(run_id, docs_dir, suite, stacked, name=name)
+    return {profile: validation.of(key, profile) for profile in profiles}
 
 
 def check_result(validation: Validation, metadata: Mapping[str, Any]) -> dg.AssetCheckResult:
