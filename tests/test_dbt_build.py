@@ -134,8 +134,9 @@ def test_build_passes_with_only_the_nhscii_gap_warning(built):
     assert len(unit_tests) >= 14 and all(str(r.status) == "pass" for r in unit_tests)
 
 
-def test_a_models_not_null_test_names_each_column_holding_nulls(built, tmp_path):
-    # One test reads every not-null column of a model in one scan (tests/generic/not_null_columns.sql).
+def test_a_models_not_null_and_accepted_codes_tests_name_each_failing_column(built, tmp_path):
+    # One test reads every not-null column of a model in one scan (tests/generic/not_null_columns.sql),
+    # one every coded column, against its meta.codes (tests/generic/accepted_codes.sql).
     database = tmp_path / "pod_work.duckdb"
     with duckdb.connect(str(built[0])) as con:
         con.execute("checkpoint")  # the copy holds everything dbt wrote
@@ -145,23 +146,38 @@ def test_a_models_not_null_test_names_each_column_holding_nulls(built, tmp_path)
                     "(select participant_id from marts.participants order by 1 limit 2)")
         con.execute("update marts.participants set consent_date = null where participant_id = "
                     "(select max(participant_id) from marts.participants)")
+        con.execute("update marts.participants set gender = '7' where participant_id in "
+                    "(select participant_id from marts.participants order by 1 desc limit 2)")
+        con.execute("update marts.participants set ethnic_category = 'Q' where participant_id = "
+                    "(select min(participant_id) from marts.participants)")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("POD_WORK_DB", str(database))
-        result = dbt(tmp_path, "test", "--select", "not_null_participants", reference_date=REFERENCE_DATE)
-    (test,) = result.result
-    # A failure per column holding nulls, each with its count of null rows.
-    assert str(test.status) == "fail" and test.failures == 2
+        result = dbt(tmp_path, "test", "--select", "not_null_participants accepted_values_participants",
+                     reference_date=REFERENCE_DATE)
+    codes, nulls = sorted(result.result, key=lambda test: test.node.name)
+    # A failure per column holding nulls, each with its count of null rows; one per column and
+    # value outside the column's codes (the nulls in arm are not a code's failure).
+    assert (str(nulls.status), nulls.failures) == ("fail", 2)
+    assert (str(codes.status), codes.failures) == ("fail", 2)
     # (dbt, in this process, keeps its connection to the database open: read a copy.)
     shutil.copy(database, tmp_path / "read.duckdb")
     with duckdb.connect() as con:
         con.execute(f"attach '{tmp_path / 'read.duckdb'}' as pod_work (read_only)")
-        found = con.execute(f"select * from ({test.node.compiled_code}) order by 1").fetchall()
+        found = con.execute(f"select * from ({nulls.node.compiled_code}) order by 1").fetchall()
         assert found == [("arm", 2), ("consent_date", 1)]
-        # The run's summary line names them too (transform/assets.py, dbt_failure).
+        found = con.execute(f"select * from ({codes.node.compiled_code}) order by 1").fetchall()
+        assert found == [("ethnic_category", "Q", 1), ("gender", "7", 2)]
+        # The run's summary line names them too (transform/assets.py, dbt_failure), values aside.
         results = tmp_path / "target" / "run_results.json"
         told = dbt_failure(results, dt.datetime(2000, 1, 1, tzinfo=dt.UTC), con=con)
-    assert told == ("dbt build failed at 1 node: test not_null_participants: Got 2 results, configured to "
-                    "fail if != 0 (nulls in arm: 2 rows, consent_date: 1 row)")
+    head, _, parts = told.partition(": ")
+    assert head == "dbt build failed at 2 nodes"  # in the order dbt finished them
+    assert sorted(parts.split("; ")) == [
+        "test accepted_values_participants: Got 2 results, configured to fail if != 0 "
+        "(codes not accepted in ethnic_category: 1 row, gender: 2 rows)",
+        "test not_null_participants: Got 2 results, configured to fail if != 0 "
+        "(nulls in arm: 2 rows, consent_date: 1 row)",
+    ]
 
 
 def test_spine_has_every_participant_at_every_timepoint(con):

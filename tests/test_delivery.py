@@ -245,7 +245,10 @@ def test_dictionary_docs_come_from_dbt(tmp_path: Path) -> None:
                 "schema": "marts",
                 "name": "participants",
                 "columns": {
-                    "arm": {"description": "Randomised\n arm."},
+                    "arm": {
+                        "description": "Randomised\n arm.",
+                        "config": {"meta": {"codes": ["POD", "TAU"]}},
+                    },
                     "age_at_consent": {"description": "Age", "meta": {"unit": "years"}},
                     "gender": {
                         "description": "",
@@ -258,12 +261,6 @@ def test_dictionary_docs_come_from_dbt(tmp_path: Path) -> None:
                 "schema": "staging",
                 "name": "stg_x",
                 "columns": {},
-            },
-            "test.pod.accepted_values_arm": {
-                "resource_type": "test",
-                "attached_node": "model.pod.participants",
-                "column_name": "arm",
-                "test_metadata": {"name": "accepted_values", "kwargs": {"values": ["POD", "TAU"]}},
             },
         }
     }

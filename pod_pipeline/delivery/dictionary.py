@@ -18,31 +18,20 @@ class ColumnDoc:
 def dbt_docs(manifest_path: Path, schema: str = "marts") -> dict[str, dict[str, ColumnDoc]]:
     """Column documentation of the dbt models built into `schema`: {table: {column: doc}}.
 
-    The unit comes from a column's `meta.unit`; the code list from `meta.codes` (a list, or a
-    mapping of code to meaning) or else from the column's `accepted_values` test, so a code list
-    that dbt enforces is also the one the dictionary prints.
+    The unit comes from a column's `meta.unit`, the code list from its `meta.codes` (a list, or a
+    mapping of code to meaning): the list the model's accepted_codes test enforces
+    (dbt_project/tests/generic/accepted_codes.sql), so the dictionary prints what dbt checks.
     """
     manifest = json.loads(Path(manifest_path).read_text(encoding="utf-8"))
-    nodes = manifest.get("nodes", {})
-    accepted: dict[tuple[str, str], list] = {}
-    for node in nodes.values():
-        test = node.get("test_metadata") or {}
-        if node.get("resource_type") == "test" and test.get("name") == "accepted_values":
-            kwargs = test.get("kwargs", {})
-            values = kwargs.get("values") or kwargs.get("arguments", {}).get("values")
-            if node.get("attached_node") and node.get("column_name") and values:
-                accepted[(node["attached_node"], node["column_name"].lower())] = values
     docs: dict[str, dict[str, ColumnDoc]] = {}
-    for unique_id, node in nodes.items():
+    for node in manifest.get("nodes", {}).values():
         if node.get("resource_type") != "model" or node.get("schema") != schema:
             continue
         columns = {}
         for name, column in node.get("columns", {}).items():
             meta = {**column.get("config", {}).get("meta", {}), **column.get("meta", {})}
-            codes = accepted.get((unique_id, name.lower()))
-            columns[name.lower()] = ColumnDoc(
-                " ".join(column.get("description", "").split()), _unit_or_codes(meta, codes)
-            )
+            columns[name.lower()] = ColumnDoc(" ".join(column.get("description", "").split()),
+                                              _unit_or_codes(meta))
         docs[node.get("alias") or node["name"]] = columns
     return docs
 
@@ -55,11 +44,11 @@ def model_descriptions(manifest_path: Path, schema: str = "marts") -> dict[str, 
             if node.get("resource_type") == "model" and node.get("schema") == schema}
 
 
-def _unit_or_codes(meta: dict, accepted: list | None) -> str:
+def _unit_or_codes(meta: dict) -> str:
     parts = []
     if meta.get("unit"):
         parts.append(f"unit: {meta['unit']}")
-    codes = meta.get("codes") or accepted
+    codes = meta.get("codes")
     if isinstance(codes, dict):
         parts.append(
             "codes: " + "; ".join(f"{code} = {meaning}" for code, meaning in codes.items())

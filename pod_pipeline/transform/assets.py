@@ -121,8 +121,9 @@ def dbt_failure(run_results: Path, since: dt.datetime, shown: int = 3,
                 con: duckdb.DuckDBPyConnection | None = None) -> str | None:
     """One line from dbt's run_results.json: the nodes that failed and why (None when the file is
     missing, unreadable or older than `since`, or names no failure). With a connection to the
-    working database, a failed not-null test (one per model: tests/generic/not_null_columns.sql)
-    also names the columns holding nulls, as the per-column tests' names did."""
+    working database, a failed not-null or accepted-codes test (one per model:
+    tests/generic/not_null_columns.sql, accepted_codes.sql) also names the failing columns, as
+    the per-column tests' names did."""
     try:
         content = json.loads(run_results.read_text(encoding="utf-8"))
         generated = dt.datetime.fromisoformat(content["metadata"]["generated_at"].replace("Z", "+00:00"))
@@ -140,7 +141,7 @@ def dbt_failure(run_results: Path, since: dt.datetime, shown: int = 3,
         lines = [line.strip() for line in (result.get("message") or "").splitlines() if line.strip()]
         # A runtime error's first line only repeats the node ("Runtime Error in model x (path)").
         detail = " ".join(lines[1:] if len(lines) > 1 and lines[0].startswith("Runtime Error") else lines)
-        parts.append(f"{kind} {name}: {detail or result['status']}{_null_columns(con, name, result)}")
+        parts.append(f"{kind} {name}: {detail or result['status']}{_failing_columns(con, name, result)}")
     more = f"; and {len(failed) - shown} more" if len(failed) > shown else ""
     told = f"dbt build failed at {len(failed)} node{'s' if len(failed) > 1 else ''}: {'; '.join(parts)}{more}"
     # dbt may quote a value it could not convert; the summary goes to the terminal and the run
@@ -148,17 +149,29 @@ def dbt_failure(run_results: Path, since: dt.datetime, shown: int = 3,
     return without_ten_digits(told)
 
 
-def _null_columns(con: duckdb.DuckDBPyConnection | None, name: str, result: Mapping[str, Any]) -> str:
-    """" (nulls in arm: 3 rows, ...)" for a failed not-null test, from its compiled query; ""
-    for any other test, without a connection, or when the query cannot be run again."""
-    if con is None or not name.startswith(("not_null_", "source_not_null_")) or not result.get("compiled_code"):
+# The tests that return one row per failing column (and value), and how the summary names them.
+_BY_COLUMN = {
+    "not_null_": ("nulls in", "select column_name, null_rows from ({sql}) order by 1"),
+    "source_not_null_": ("nulls in", "select column_name, null_rows from ({sql}) order by 1"),
+    "accepted_values_": ("codes not accepted in",
+                         "select column_name, sum(n_rows) from ({sql}) group by 1 order by 1"),
+}
+
+
+def _failing_columns(con: duckdb.DuckDBPyConnection | None, name: str, result: Mapping[str, Any]) -> str:
+    """" (nulls in arm: 3 rows, ...)" for a failed not-null test, " (codes not accepted in
+    gender: 2 rows)" for a failed accepted-codes test, from its compiled query (counts, never a
+    value); "" for any other test, without a connection, or when the query cannot be run again."""
+    prefix = next((p for p in _BY_COLUMN if name.startswith(p)), None)
+    if con is None or prefix is None or not result.get("compiled_code"):
         return ""
+    said, query = _BY_COLUMN[prefix]
     try:
-        found = con.execute(f"select column_name, null_rows from ({result['compiled_code']}) order by 1").fetchall()
+        found = con.execute(query.format(sql=result["compiled_code"])).fetchall()
     except duckdb.Error:
         return ""
     counts = ", ".join(f"{column}: {rows} row{'' if rows == 1 else 's'}" for column, rows in found)
-    return f" (nulls in {counts})" if found else ""
+    return f" ({said} {counts})" if found else ""
 
 
 ROW_COUNTS_ENV = "POD_DBT_ROW_COUNTS"
