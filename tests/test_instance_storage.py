@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
 
-from pod_pipeline.app.instance_storage import PooledSqliteEventLogStorage
+from pod_pipeline.app.instance_storage import WAL_AUTOCHECKPOINT_PAGES, PooledSqliteEventLogStorage
 
 
 def test_a_table_present_is_asked_of_sqlite_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -29,3 +29,14 @@ def test_a_table_present_is_asked_of_sqlite_once(tmp_path: Path, monkeypatch: py
     assert dagsters.has_table("no_such_table") is False
     storage.dispose()
     dagsters.dispose()
+
+
+def test_event_log_connections_sync_at_checkpoints_not_at_each_commit(tmp_path: Path) -> None:
+    # synchronous=NORMAL is safe from corruption in WAL mode only: both must hold, on every shard.
+    storage = PooledSqliteEventLogStorage(str(tmp_path))
+    for shard in ("index", "a-run-id"):
+        with storage._connect(shard) as conn:
+            settings = [conn.exec_driver_sql(f"pragma {name}").scalar()
+                        for name in ("journal_mode", "synchronous", "wal_autocheckpoint")]
+        assert settings == ["wal", 1, WAL_AUTOCHECKPOINT_PAGES], shard
+    storage.dispose()

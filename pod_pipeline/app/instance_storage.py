@@ -34,8 +34,21 @@ KEEP_ENGINES = 8
 WAL_AUTOCHECKPOINT_PAGES = 100
 
 
-def _small_wal(dbapi_connection: Any, _record: Any) -> None:
+def _tuned(dbapi_connection: Any, _record: Any) -> None:
+    """Each event-log connection: write-ahead logging, a small log, and no fsync at each commit.
+
+    Dagster means every event-log file to be in WAL mode, but sets it inside a transaction when
+    it creates a run's file, where SQLite ignores it: run files kept the rollback journal, with
+    three fsyncs a commit. Set here, before any transaction, it holds. With synchronous=NORMAL in
+    WAL mode SQLite syncs the log at checkpoints rather than at each commit: a power cut or OS
+    crash can lose the last events stored, never corrupt the database, and a crash of the
+    process loses nothing. A run stores about 1,000 events in 3 or more commits each, and while
+    dbt writes the warehouse each fsync waits on the disk: commits took 2.2 s of a study-scale
+    run, and 0.6 s with this.
+    """
+    dbapi_connection.execute("pragma journal_mode=wal")
     dbapi_connection.execute(f"pragma wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}")
+    dbapi_connection.execute("pragma synchronous=normal")
 
 
 class PooledSqliteEventLogStorage(SqliteEventLogStorage):
@@ -69,7 +82,7 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
             # rare nested use, as NullPool allowed any number.
             engine = db.create_engine(self.conn_string_for_shard(shard), pool_size=1, max_overflow=2,
                                       connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS})
-            db.event.listen(engine, "connect", _small_wal)
+            db.event.listen(engine, "connect", _tuned)
             if shard not in self._initialized_dbs:
                 self._initdb(engine)
                 self._initialized_dbs.add(shard)
