@@ -6,6 +6,7 @@ Dagster shows without blocking. expectations/README.md says what each failure me
 """
 
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import dagster as dg
@@ -136,8 +137,8 @@ def _validated_with_the_other_marts(
         for stale in [k for k in _together if k[0] != run_id]:
             del _together[stale]  # one run at a time per process
         with warehouse.connect(read_only=True) as con:
-            profiles = {name: profile_of(con, name) for name in tables
-                        if table_exists(con, "marts", name)}
+            present = [name for name in tables if table_exists(con, "marts", name)]
+            profiles = dict(zip(present, _on_cursors(con, profile_of, present), strict=True))
         validations = validate_together(run_id, docs_dir, suite, profiles, "mart") if profiles else {}
         _together[key] = {name: (profiles[name], validations[name]) for name in profiles}
     if table in _together[key]:
@@ -146,6 +147,27 @@ def _validated_with_the_other_marts(
         profile = profile_of(con, table)
     alone = validate_together(run_id, docs_dir, suite, {table: profile}, "mart", f"{suite}_{table}")
     return profile, alone[table]
+
+
+# Marts profiled at once: DuckDB runs each query without holding the GIL, so on two cores two
+# marts' scans overlap (the identifier scans' 215 small queries at study scale: 0.9 s -> 0.55 s).
+PROFILED_AT_ONCE = 2
+
+
+def _on_cursors(con: duckdb.DuckDBPyConnection,
+                profile_of: Callable[[duckdb.DuckDBPyConnection, str], pd.DataFrame],
+                tables: list[str]) -> list[pd.DataFrame]:
+    """Each table's profile, PROFILED_AT_ONCE at a time, each on a cursor of its own (a cursor is
+    a connection of its own to the same database, with its own temporary tables)."""
+    def profile(table: str) -> pd.DataFrame:
+        cursor = con.cursor()
+        try:
+            return profile_of(cursor, table)
+        finally:
+            cursor.close()
+
+    with ThreadPoolExecutor(PROFILED_AT_ONCE) as pool:
+        return list(pool.map(profile, tables))
 
 
 def _scores_check(table: str) -> dg.AssetChecksDefinition:
