@@ -7,6 +7,7 @@ Dagster shows without blocking. expectations/README.md says what each failure me
 
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -42,13 +43,16 @@ def _table(frame: pd.DataFrame, limit: int = 60) -> dg.MetadataValue:
     return dg.MetadataValue.md(markdown_table(list(frame.columns), rows, limit))
 
 
+def _docs_dir(warehouse: Warehouse) -> Path:
+    return warehouse.settings.warehouse_dir / "gx_docs"
+
+
 def _verdict(context: dg.AssetCheckExecutionContext, warehouse: Warehouse, suite: str,
              profile: pd.DataFrame, metadata: Mapping[str, Any],
              parameters: Mapping[str, Any] | None = None,
              name: str | None = None) -> dg.AssetCheckResult:
     """Validate the profile with the suite (Data Docs in <warehouse>/gx_docs) as a check result."""
-    docs_dir = warehouse.settings.warehouse_dir / "gx_docs"
-    validation = validate(context.run.run_id, docs_dir, suite, profile, parameters, name)
+    validation = validate(context.run.run_id, _docs_dir(warehouse), suite, profile, parameters, name)
     return check_result(validation, metadata)
 
 
@@ -131,7 +135,7 @@ def _validated_with_the_other_marts(
     A mart missing when the first check ran is profiled and validated on its own, as a check
     that is not shared would be.
     """
-    run_id, docs_dir = context.run.run_id, warehouse.settings.warehouse_dir / "gx_docs"
+    run_id, docs_dir = context.run.run_id, _docs_dir(warehouse)
     key = (run_id, suite)
     if key not in _together:
         for stale in [k for k in _together if k[0] != run_id]:

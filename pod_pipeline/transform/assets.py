@@ -151,10 +151,9 @@ def dbt_failure(run_results: Path, since: dt.datetime, shown: int = 3,
 
 # The tests that return one row per failing column (and value), and how the summary names them.
 _BY_COLUMN = {
-    "not_null_": ("nulls in", "select column_name, null_rows from ({sql}) order by 1"),
-    "source_not_null_": ("nulls in", "select column_name, null_rows from ({sql}) order by 1"),
-    "accepted_values_": ("codes not accepted in",
-                         "select column_name, sum(n_rows) from ({sql}) group by 1 order by 1"),
+    ("not_null_", "source_not_null_"): ("nulls in", "select column_name, null_rows from ({sql}) order by 1"),
+    ("accepted_values_",): ("codes not accepted in",
+                            "select column_name, sum(n_rows) from ({sql}) group by 1 order by 1"),
 }
 
 
@@ -162,10 +161,10 @@ def _failing_columns(con: duckdb.DuckDBPyConnection | None, name: str, result: M
     """" (nulls in arm: 3 rows, ...)" for a failed not-null test, " (codes not accepted in
     gender: 2 rows)" for a failed accepted-codes test, from its compiled query (counts, never a
     value); "" for any other test, without a connection, or when the query cannot be run again."""
-    prefix = next((p for p in _BY_COLUMN if name.startswith(p)), None)
-    if con is None or prefix is None or not result.get("compiled_code"):
+    prefixes = next((p for p in _BY_COLUMN if name.startswith(p)), None)
+    if con is None or prefixes is None or not result.get("compiled_code"):
         return ""
-    said, query = _BY_COLUMN[prefix]
+    said, query = _BY_COLUMN[prefixes]
     try:
         found = con.execute(query.format(sql=result["compiled_code"])).fetchall()
     except duckdb.Error:

@@ -9,7 +9,6 @@
 {% test accepted_codes(model, columns=none) %}
 
 {%- set coded = [] -%}
-{%- set named = [] -%}
 {#- The tested node, found in the graph (empty while dbt parses; the test is compiled when it
     runs) by its quoted relation: `model` is the relation, or a subquery of it when the test has
     a `where` (a build of some sites' rows tests those rows). -#}
@@ -21,12 +20,11 @@
         {%- set codes = column.config.meta.get('codes') or column.meta.get('codes') -%}
         {%- if codes and (columns is none or column.name in columns) -%}
             {%- do coded.append((column.name, codes.keys() | list if codes is mapping else codes)) -%}
-            {%- do named.append(column.name) -%}
         {%- endif -%}
     {%- endfor -%}
 {%- endfor -%}
 {%- if execute -%}
-    {%- set uncoded = (columns or []) | reject('in', named) | list -%}
+    {%- set uncoded = (columns or []) | reject('in', coded | map(attribute=0) | list) | list -%}
     {%- if not coded or uncoded -%}
         {{ exceptions.raise_compiler_error("accepted_codes on " ~ model ~ ": no config.meta.codes for "
                                            ~ (uncoded | join(', ') if uncoded else 'any column')) }}
