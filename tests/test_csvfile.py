@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pod_pipeline.ingest.csvfile import FileRejected, probe, stage_file
+from pod_pipeline.ingest.csvfile import FileRejected, drop_staged, probe, stage_file
 
 
 def stage(tmp_path: Path, content: bytes, required=("a", "b", "c")):
@@ -25,6 +25,20 @@ def test_plain_file_goes_straight_to_duckdb_with_line_numbers(tmp_path: Path) ->
     staged, rows = stage(tmp_path, b"a,b,c\n1,2,3\n4,,6\n")
     assert staged.method == "plain"
     assert rows == [(2, "1", "2", "3"), (3, "4", None, "6")]
+
+
+def test_a_plain_file_is_numbered_by_a_view_over_its_rows_and_dropped_whole(tmp_path: Path) -> None:
+    path = tmp_path / "f.csv"
+    for content, kind in ((b"a,b,c\n1,2,3\n4,,6\n", "VIEW"), (b'a,b,c\n1,"x,y",3\n', "LOCAL TEMPORARY")):
+        path.write_bytes(content)
+        con = duckdb.connect()
+        stage_file(con, path, "s", ["a"])
+        made = dict(con.execute("select table_name, table_type from information_schema.tables").fetchall())
+        # A plain file's rows are not copied to add their line numbers; a quoted file's are.
+        assert made["s"] == kind and (kind == "VIEW") == ("s__rows" in made)
+        stage_file(con, path, "s", ["a"])  # staging again replaces what the first staging made
+        drop_staged(con, "s")
+        assert con.execute("select count(*) from information_schema.tables").fetchall() == [(0,)]
 
 
 def test_bom_and_crlf_are_accepted(tmp_path: Path) -> None:

@@ -105,7 +105,7 @@ def refresh(con: duckdb.DuckDBPyConnection, file: str, pseudonym_key: str | None
         raise
     finally:
         with contextlib.suppress(duckdb.Error):
-            con.execute(f"drop table if exists {REFERENCE}; drop table if exists _site_rows")
+            con.execute(f"drop table if exists {REFERENCE}")
     return con.execute(f"select count(*) from {target}").fetchall()[0][0]
 
 
@@ -158,17 +158,18 @@ def _rebuild_site(con: duckdb.DuckDBPyConnection, spec: FileSpec, target: str, s
                   run_id: str | None) -> bool:
     if spec.uses_register:
         _reference(con, site, plan.register_export)
-    con.execute(f"create or replace temp table _site_rows as {plan.rows}", plan.params)
-    if table_exists(con, "raw", spec.table) and _columns(con, "_site_rows") != _columns(con, target):
+    # The rows' shape from the query's plan alone: the rows go straight into the table.
+    shape = con.execute(f"select * from ({plan.rows}) limit 0", plan.params).description
+    if table_exists(con, "raw", spec.table) and [c[0] for c in shape] != _columns(con, target):
         # The raw table's shape changed (an instrument item added to the seeds, say): every site
         # is rebuilt into the new shape.
         con.execute(f"drop table {target}")
         con.execute("delete from audit.current_inputs where file = $f", {"f": spec.file})
         return False
     if not table_exists(con, "raw", spec.table):
-        con.execute(f"create table {target} as select * from _site_rows where false")
+        con.execute(f"create table {target} as select * from ({plan.rows}) where false", plan.params)
     con.execute(f"delete from {target} where site = $site", {"site": site})
-    con.execute(f"insert into {target} by name select * from _site_rows")
+    con.execute(f"insert into {target} by name {plan.rows}", plan.params)
     con.execute("delete from audit.cross_file_quarantine where file = $f and site = $s",
                 {"f": spec.file, "s": site})
     if spec.uses_register:

@@ -16,7 +16,7 @@ import duckdb
 
 from pod_pipeline.identifiers import hmac_pads
 from pod_pipeline.ingest import ledger, rules
-from pod_pipeline.ingest.csvfile import FileRejected, StagedFile, stage_file
+from pod_pipeline.ingest.csvfile import FileRejected, StagedFile, drop_staged, stage_file
 from pod_pipeline.ingest.rules import SEP
 from pod_pipeline.ingest.specs import FileSpec
 from pod_pipeline.sql import lit, q, table_exists
@@ -116,7 +116,8 @@ def load_file(con: duckdb.DuckDBPyConnection, spec: FileSpec, batch: BatchFile,
         raise
     finally:
         with contextlib.suppress(duckdb.Error):
-            con.execute(f"drop table if exists {STAGE}; drop table if exists {CHECKED}")
+            drop_staged(con, STAGE)
+            con.execute(f"drop table if exists {CHECKED}")
     return outcome
 
 
