@@ -186,6 +186,53 @@ def test_score_residuals_are_statsmodels_own_computed_in_one_pass() -> None:
         assert (ours[undefined] == 0).all()
 
 
+def _random_cox_data(rng: np.random.Generator, trial: int, smallest: int = 2,
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    n = int(rng.integers(smallest, 250))
+    # Whole days (many ties, failures on day 0) or continuous times; binary or normal covariates.
+    time = rng.integers(0, 30, n).astype(float) if trial % 2 else rng.exponential(10, n).round(2)
+    event = (rng.random(n) < rng.uniform(0.05, 0.9)).astype(float)
+    event[rng.integers(0, n)] = 1.0
+    exog = rng.integers(0, 2, (n, 1)).astype(float) if trial % 3 else rng.normal(size=(n, 2))
+    return time, event, exog
+
+
+def test_the_survival_time_structure_is_statsmodels_own_built_by_array_operations() -> None:
+    from statsmodels.duration.hazard_regression import PHReg
+
+    rng = np.random.default_rng(3)
+    for trial in range(80):
+        time, event, exog = _random_cox_data(rng, trial)
+        theirs = PHReg(time, exog, status=event, ties="efron")
+        ours = cox.CoxModel(time, exog, status=event, ties="efron")
+        assert isinstance(ours.surv, cox.OneStratumSurvivalTime)
+        assert sorted(vars(ours.surv)) == sorted(vars(theirs.surv))
+        assert (ours.surv.nstrat, ours.surv.n_obs) == (theirs.surv.nstrat, theirs.surv.n_obs)
+        for name in ("stratum_rows", "time_s", "exog_s", "status_s", "entry_s", "ufailt"):
+            for mine, statsmodels_own in zip(getattr(ours.surv, name), getattr(theirs.surv, name), strict=True):
+                assert mine.dtype == statsmodels_own.dtype and np.array_equal(mine, statsmodels_own), (trial, name)
+        for name in ("ufailt_ix", "risk_enter", "risk_exit"):
+            groups = zip(getattr(ours.surv, name)[0], getattr(theirs.surv, name)[0], strict=True)
+            assert all(mine.dtype == own.dtype and np.array_equal(mine, own) for mine, own in groups), (trial, name)
+        assert (ours.nobs, ours.df_model, ours.df_resid, ours.ties) == (
+            theirs.nobs, theirs.df_model, theirs.df_resid, theirs.ties)
+
+
+def test_the_robust_covariance_is_statsmodels_own_to_the_last_bit() -> None:
+    from statsmodels.duration.hazard_regression import PHReg
+
+    assert cox.CoxModel.robust_covariance is not PHReg.robust_covariance  # ours, compared with theirs
+    rng = np.random.default_rng(5)
+    for trial in range(40):
+        time, event, exog = _random_cox_data(rng, trial, smallest=20)
+        exog[:2] = [[0.0], [1.0]] if exog.shape[1] == 1 else exog[:2]  # never one covariate value
+        model = cox.CoxModel(time, exog, status=event, ties="efron")
+        model.groups = rng.integers(0, max(2, len(time) // 5), len(time)).astype(str)
+        params = rng.normal(size=exog.shape[1]) * 0.3
+        # statsmodels' own loop over the subjects, on the same score residuals.
+        assert np.array_equal(model.robust_covariance(params), PHReg.robust_covariance(model, params)), trial
+
+
 def test_a_participant_censored_before_the_first_relapse_changes_nothing() -> None:
     # In no risk set at any relapse: nothing in the partial likelihood, a score residual of 0.
     # (statsmodels' own residual is NaN there, which made the whole robust variance NaN.)

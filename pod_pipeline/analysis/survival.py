@@ -209,7 +209,7 @@ def _arm_row(arm: str, n: int, curve: Curve, not_followed: int) -> dict[str, obj
 
 def analyse(participants: pd.DataFrame) -> RelapseAnalysis:
     """relapse_summary, the curves and the numbers at risk from marts.time_to_relapse's rows."""
-    unknown = set(participants["arm"].dropna()) - {INTERVENTION, COMPARATOR}
+    unknown = set(participants["arm"].dropna().unique()) - {INTERVENTION, COMPARATOR}
     if unknown:
         raise ValueError(f"marts.time_to_relapse has arms {sorted(unknown)}: expected POD, TAU")
     arms = [arm for arm in (INTERVENTION, COMPARATOR) if (participants["arm"] == arm).any()]
