@@ -1,4 +1,5 @@
-"""statsmodels' Cox model with one-pass score residuals, for the relapse analysis (survival.py)."""
+"""statsmodels' Cox model with its survival-time structure, score residuals and robust covariance by
+array operations, for the relapse analysis (survival.py)."""
 
 import numpy as np
 import pandas as pd
