@@ -49,8 +49,9 @@ def write_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence[Any]]) 
     return count
 
 
-def copy_csv(con: duckdb.DuckDBPyConnection, table: str, path: Path) -> None:
-    """COPY a table or view to CSV, text columns neutralised and every other type left as it is."""
+def copy_csv(con: duckdb.DuckDBPyConnection, table: str, path: Path) -> int:
+    """COPY a table or view to CSV, text columns neutralised and every other type left as it is;
+    returns the rows written."""
     columns = con.execute(f"select column_name, column_type from (describe {table})").fetchall()
     select = ", ".join(
         f"{neutralise_sql(q(name))} as {q(name)}"
@@ -58,4 +59,5 @@ def copy_csv(con: duckdb.DuckDBPyConnection, table: str, path: Path) -> None:
         else q(name)
         for name, data_type in columns
     )
-    con.execute(f"copy (select {select} from {table}) to {lit(str(path))} (format csv, header true)")
+    return con.execute(f"copy (select {select} from {table}) to {lit(str(path))} (format csv, header true)"
+                       ).fetchall()[0][0]

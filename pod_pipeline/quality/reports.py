@@ -63,8 +63,7 @@ def site_completeness_reports(warehouse: Warehouse) -> dg.MaterializeResult:
             # copy_csv reads a table or view by name: the site's rows as a temporary view.
             literal = lit(site)
             con.execute(f"create or replace temp view _pod_site_report as {_report_sql(literal)}")
-            copy_csv(con, "_pod_site_report", path)
-            rows = con.execute("select count(*) from _pod_site_report").fetchall()[0][0]
+            rows = copy_csv(con, "_pod_site_report", path)
             written.append((site, rows, str(path)))
     return dg.MaterializeResult(metadata={
         "dagster/row_count": sum(rows for _, rows, _ in written),
