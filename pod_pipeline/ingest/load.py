@@ -212,7 +212,7 @@ def _instrument_checks(header: list[str], identifiers: set[str]) -> dict[str, tu
 
 def _quarantine_rows(con: duckdb.DuckDBPyConnection, malformed: list[tuple[int, str]],
                      instruments: dict[str, tuple[str, str]], where: dict[str, str],
-                     at: dt.datetime, run_id: str | None, any_row: bool = True) -> None:
+                     at: dt.datetime, run_id: str | None, any_row: bool) -> None:
     """Quarantine the rows that broke a rule (`any_row`: some did), the malformed rows, and the
     rows of each instrument given that broke one of its rules."""
     params = {**where, "at": at, "run_id": run_id, "sep": SEP}
