@@ -82,6 +82,8 @@ def test_blank_lines_are_not_records(tmp_path: Path) -> None:
     [
         (b"a,b\n1,2\n", "missing_column", None, "c"),
         (b"a,b,c,a\n1,2,3,4\n", "duplicate_column", None, "a"),
+        # One column to SQL: rejected whole rather than crashing the load (hypothesis found it).
+        (b"a,b,c,A\n1,2,3,4\n", "duplicate_column", None, "A"),
         (b"a,b,c,\n1,2,3,\n", "unnamed_column", None, None),
         (b"", "empty_file", None, None),
         (b"a,b,c\n1,2,3\n4,\xff,6\n", "not_utf8", 3, None),

@@ -212,7 +212,7 @@ def reference_reading(data: bytes, required: tuple[str, ...]) -> tuple[str, int]
         return "empty_file", 0
     if "" in header:
         return "unnamed_column", 0
-    if len(set(header)) != len(header):
+    if len({name.encode().lower() for name in header}) != len(header):  # SQL: ASCII case-insensitive
         return "duplicate_column", 0
     if not set(required) <= set(header):
         return "missing_column", 0

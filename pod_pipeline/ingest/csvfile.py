@@ -132,14 +132,17 @@ def read_header(path: Path, required: list[str]) -> tuple[list[str], list[str]]:
         if name == "":
             raise FileRejected("unnamed_column", f"{path}: column {number} of the header has no name "
                                "(a trailing comma in the header row adds one)")
-    seen: set[str] = set()
+    # SQL identifiers are case-insensitive in ASCII letters (DuckDB's too), so two names that
+    # differ only in those cannot both be columns of a table: a repeated column as well.
+    seen: dict[bytes, str] = {}
     for name in header:
-        if name in seen:
-            raise FileRejected("duplicate_column", f"{path}: column {name!r} appears twice in the header",
+        if (key := name.encode().lower()) in seen:
+            also = "" if seen[key] == name else f" (as {seen[key]!r}: names differing only in case are one column)"
+            raise FileRejected("duplicate_column", f"{path}: column {name!r} appears twice in the header{also}",
                                column=name)
-        seen.add(name)
+        seen[key] = name
     for name in required:
-        if name not in seen:
+        if name not in header:
             raise FileRejected("missing_column", f"{path}: required column {name!r} is missing",
                                column=name)
     return header, [name for name in header if name not in set(required)]
@@ -150,8 +153,8 @@ def stage_file(con: duckdb.DuckDBPyConnection, path: Path, table: str, required:
     shape = probe(path)
     header, _ = read_header(path, required)
     drop_staged(con, table)
-    if shape.is_plain and _stage_plain(con, path, table, header, shape):
-        return StagedFile(table, header, _count(con, table), method="plain")
+    if shape.is_plain and (rows := _stage_plain(con, path, table, header, shape)) is not None:
+        return StagedFile(table, header, rows, method="plain")
     lines, malformed, total_length = _scan(path, len(header))
     if not malformed and _stage_scanned(con, path, table, header, lines, total_length):
         return StagedFile(table, header, len(lines), method="scanned")
@@ -170,22 +173,24 @@ def _duckdb_read(path: Path, header: list[str], quoted: bool) -> str:
 
 
 def _stage_plain(con: duckdb.DuckDBPyConnection, path: Path, table: str, header: list[str],
-                 shape: Probe) -> bool:
+                 shape: Probe) -> int | None:
+    """The rows staged, one per line after the header; None (nothing staged) when DuckDB read
+    the file otherwise."""
     expected = shape.newlines - 1 + (0 if shape.ends_with_newline else 1)
     rows = _rows_of(table)
     try:
         con.execute(f"create temp table {rows} as select * from {_duckdb_read(path, header, quoted=False)}")
     except duckdb.Error:
         con.execute(f"drop table if exists {rows}")
-        return False
+        return None
     if _count(con, rows) != expected:
         con.execute(f"drop table {rows}")
-        return False
+        return None
     # Insertion order is file order (preserve_insertion_order), so rowid 0 is line 2; a plain file
     # has no quoted fields, so DuckDB already reads every empty field as NULL. A view numbers the
     # rows: copying a large file's table only to add the column cost a tenth of its load.
     con.execute(f"create temp view {table} as select rowid + 2 as _line, * from {rows}")
-    return True
+    return expected
 
 
 def _stage_scanned(con: duckdb.DuckDBPyConnection, path: Path, table: str, header: list[str],

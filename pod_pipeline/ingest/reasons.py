@@ -32,7 +32,8 @@ REASONS: dict[str, Reason] = {
         Reason("empty_file", "file", "The file has no header row.", "Export the file with its header row."),
         Reason("missing_column", "file", "A required column is absent from the header.",
                "Add the named column; header names are case-sensitive."),
-        Reason("duplicate_column", "file", "A column name appears twice in the header.",
+        Reason("duplicate_column", "file", "A column name appears twice in the header (names that "
+               "differ only in the case of letters A-Z count as the same).",
                "Remove or rename the repeated column."),
         Reason("unnamed_column", "file", "A column in the header has no name (a trailing comma in "
                "the header row adds one).", "Name the column, or remove it and its values."),
