@@ -111,6 +111,13 @@ def test_bench_smoke_run_at_50_and_2000(tmp_path: Path) -> None:
     assert at_50["noop_started_dbt"] is False
     assert {"step": "pod_dbt_models", "status": "SUCCESS"} in [
         {k: s[k] for k in ("step", "status")} for s in at_50["incremental_steps"]]
+    # The next day's refresh ran dbt, and its build was made at the next day's date.
+    assert at_50["next_day"]["returncode"] == 0
+    assert {"step": "pod_dbt_models", "status": "SUCCESS"} in [
+        {k: s[k] for k in ("step", "status")} for s in at_50["next_day_steps"]]
+    [work_db] = (work / "runs" / "50").rglob("pod_work.duckdb")
+    with duckdb.connect(str(work_db), read_only=True) as con:
+        assert con.execute("select reference_date from audit.dbt_build_state").fetchall() == [("2026-11-26",)]
     assert report["results"]["2000"]["incremental"] is None and report["results"]["2000"]["noop"] is None
     assert report["baseline"] is None and report["suite"] is None
     names = {v["goal"] for v in report["goals"]}

@@ -15,6 +15,8 @@ from pod_pipeline.transform import partitions
 from pod_pipeline.transform.parse import PROJECT_INPUTS
 
 PROJECT = Path(__file__).resolve().parents[1] / "dbt_project"
+# Seven months after REFERENCE_DATE: sabp's open windows have closed, its follow-ups are longer.
+NEXT_DATE = "2027-06-20"
 
 
 @pytest.fixture()
@@ -67,18 +69,61 @@ def test_a_site_whose_inputs_changed_is_rebuilt_alone(warehouse, settings) -> No
     assert partitions.plan(warehouse, settings).sites == ("oxf", "sabp")
 
 
-@pytest.mark.parametrize("change", ["reference_date", "value_set", "raw_column"])
-def test_anything_but_a_sites_inputs_rebuilds_every_site(warehouse, settings, change: str) -> None:
+@pytest.mark.parametrize("change", ["value_set", "raw_column"])
+def test_anything_but_a_sites_inputs_and_the_date_rebuilds_every_site(warehouse, settings, change: str) -> None:
     _built(warehouse, settings)
-    if change == "reference_date":
-        settings = dataclasses.replace(settings, reference_date=dt.date(2026, 11, 26))
-    elif change == "value_set":
+    if change == "value_set":
         settings = dataclasses.replace(settings, value_set="england_2018")
     else:
         warehouse.execute("alter table raw.register add column arm varchar")
     build = partitions.plan(warehouse, settings)
-    assert build.full and build.sites == ("kmpt", "sabp")
+    assert build.full and build.sites == ("kmpt", "sabp") and build.whole == ()
     assert "changed" in build.reason
+
+
+# The partitioned models that read the reference date, directly or through what they are built on.
+DATED = ("int_inpatient_days_counted", "int_relapse_followups_bounded", "missing_assessments",
+         "participant_timepoints", "time_to_relapse")
+
+
+def test_a_new_reference_date_rebuilds_whole_only_the_models_that_depend_on_it(warehouse, settings) -> None:
+    _built(warehouse, settings)
+    tomorrow = dataclasses.replace(settings, reference_date=dt.date(2026, 11, 26))
+    build = partitions.plan(warehouse, tomorrow)
+    assert (build.full, build.sites, build.whole) == (False, (), DATED)
+    assert build.describe() == (
+        "dbt rebuilds no site's rows: no site's inputs changed since the last build; and, for the new "
+        "reference date 2026-11-26, every site's rows of the 5 model(s) that depend on it: " + ", ".join(DATED))
+    partitions.begin(warehouse, build)
+    assert warehouse.execute("select model from audit.dbt_whole_models order by 1").fetchall() == [(m,) for m in DATED]
+    partitions.finish(warehouse, build)
+    assert warehouse.execute("select count(*) from audit.dbt_whole_models").fetchall() == [(0,)]
+    assert partitions.plan(warehouse, tomorrow).whole == ()
+    # A warehouse whose last build recorded no date (built before the date left the fingerprint).
+    warehouse.execute("update audit.dbt_build_state set reference_date = null")
+    assert partitions.plan(warehouse, tomorrow).whole == DATED
+
+
+def test_the_models_that_depend_on_the_date_are_found_through_macros_and_models() -> None:
+    def model(name: str, macros: list[str], parents: list[str], partitioned: bool = True) -> dict:
+        return {"resource_type": "model", "name": name, "depends_on": {"macros": macros, "nodes": parents},
+                "config": {"meta": {"site_rows": "participant_id"} if partitioned else {}}}
+
+    manifest = {
+        "macros": {"macro.pod.reference_date": {"depends_on": {"macros": []}},
+                   "macro.pod.status": {"depends_on": {"macros": ["macro.pod.inner"]}},
+                   "macro.pod.inner": {"depends_on": {"macros": ["macro.pod.reference_date", "macro.pod.status"]}},
+                   "macro.pod.other": {"depends_on": {"macros": []}}},
+        "nodes": {"model.pod.a": model("a", ["macro.pod.status"], []),
+                  "model.pod.b": model("b", ["macro.pod.other"], []),
+                  "model.pod.c": model("c", [], ["model.pod.b"]),
+                  "model.pod.d": model("d", [], ["model.pod.whole_table"]),
+                  "model.pod.whole_table": model("whole_table", ["macro.pod.reference_date"], [], partitioned=False),
+                  "model.pod.e": model("e", [], ["model.pod.a", "model.pod.b"]),
+                  "test.pod.t": {"resource_type": "test", "name": "t", "config": {},
+                                 "depends_on": {"macros": ["macro.pod.reference_date"], "nodes": []}}},
+    }
+    assert partitions.reference_date_models(manifest) == ("a", "d", "e")
 
 
 def test_the_project_digest_follows_every_file_of_the_project(tmp_path: Path) -> None:
@@ -141,10 +186,11 @@ def _rows_by_site(con: duckdb.DuckDBPyConnection) -> dict[str, dict[str, list]]:
 
 def test_a_build_of_one_sites_rows_leaves_what_a_full_build_would(tmp_path: Path) -> None:
     """The hand-made raw layer built in full; then kmpt's register loses KMPT-0003, KMPT-0002
-    withdraws all their data and KMPT-0001's baseline answers change, and a build names kmpt
-    alone: kmpt's rows are a full build's. SABP-0002's
-    answers change too, behind the plan's back: sabp's rows are those of the first build, which is
-    how we know the build rebuilt kmpt's rows alone."""
+    withdraws all their data and KMPT-0001's baseline answers change, the reference date moves on
+    seven months, and a build names kmpt alone and the models that depend on the date: kmpt's rows
+    are a full build's at the new date, and so are sabp's rows of the models that depend on it.
+    SABP-0002's answers change too, behind the plan's back: sabp's rows of the other models are
+    those of the first build, which is how we know the build rebuilt kmpt's rows alone."""
     database = tmp_path / "pod_work.duckdb"
     with duckdb.connect(str(database)) as con:
         load_raw_layer(con)
@@ -166,19 +212,36 @@ def test_a_build_of_one_sites_rows_leaves_what_a_full_build_would(tmp_path: Path
             con.execute("update raw.network_meetings set duration_minutes = '95' "
                         "where study_id = 'SABP-0003'")
             con.execute("create schema audit; create table audit.dbt_partition_sites as select 'kmpt' as site")
+            dated = partitions.reference_date_models(json.loads((tmp_path / "target" / "manifest.json").read_text()))
+            assert dated == DATED
+            con.execute("create table audit.dbt_whole_models as select unnest($m) as model", {"m": list(dated)})
         # As the pipeline builds some sites: every model, and every test on the rows it reads.
-        assert dbt(tmp_path, "build", "--exclude", "resource_type:seed", reference_date=REFERENCE_DATE).success
+        assert dbt(tmp_path, "build", "--exclude", "resource_type:seed", reference_date=NEXT_DATE).success
         with duckdb.connect(str(database)) as con:
             stepwise = _rows_by_site(con)
+            sabp_month_3 = con.execute("select timepoint_status from marts.participant_timepoints "
+                                       "where participant_id = 'SABP-0002' and timepoint = 'month_3'").fetchall()
         failing = {site: _failing_tests_with_a_duplicate(tmp_path, database, site) for site in ("SABP", "KMPT")}
-        assert dbt(tmp_path, "run", "--full-refresh", reference_date=REFERENCE_DATE).success
+        assert dbt(tmp_path, "run", "--full-refresh", reference_date=NEXT_DATE).success
         with duckdb.connect(str(database)) as con:
             full = _rows_by_site(con)
     assert stepwise["KMPT"] == full["KMPT"] != before["KMPT"]
     for table, rows in stepwise["KMPT"].items():  # left the register; withdrew all their data
         assert not any(r[0] in ("KMPT-0002", "KMPT-0003") for r in rows), table
     assert any(r[0] == "KMPT-0002" for r in before["KMPT"]["participant_timepoints"])
-    assert stepwise["SABP"] == before["SABP"] != full["SABP"]
+    undated = [t for t in PARTITIONED if t not in DATED]
+    assert [stepwise["SABP"][t] for t in undated] == [before["SABP"][t] for t in undated]
+    assert [stepwise["SABP"][t] for t in undated] != [full["SABP"][t] for t in undated]
+    # The models that depend on the date were rebuilt for sabp too, from its other models' rows
+    # (so SABP-0002's answers, changed behind the plan's back, are the first build's there).
+    def unchanged_behind_the_back(rows: list) -> list:
+        return [r for r in rows if r[0] != "SABP-0002"]
+
+    for table in DATED:
+        assert unchanged_behind_the_back(stepwise["SABP"][table]) == unchanged_behind_the_back(full["SABP"][table])
+    # The new date changed sabp's rows: a window now closed (not_yet_due at the first build's date).
+    assert sabp_month_3 == [("due",)]
+    assert stepwise["SABP"]["participant_timepoints"] != before["SABP"]["participant_timepoints"]
     assert stepwise["KMPT"]["int_acute_care_spells_merged"] != before["KMPT"]["int_acute_care_spells_merged"]
     assert stepwise["SABP"]["network_meetings"] != full["SABP"]["network_meetings"]
     unique = "unique_combination_outcome_scores_participant_id__parameter__timepoint"

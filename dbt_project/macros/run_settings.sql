@@ -13,6 +13,21 @@
     {%- endif -%}
 {%- endmacro %}
 
+{#- A scheduled timepoint's status against the reference date (doc timepoint_status), from the
+    schedule's columns is_withdrawn_before_window and window_end_date, qualified by `prefix` (e.g.
+    'scheduled.'). Computed where it is read, never stored upstream: the schedule and the models
+    built on it then do not depend on the reference date, so a daily refresh rebuilds only the
+    models that call this macro or reference_date() and those built on them
+    (pod_pipeline/transform/partitions.py). -#}
+{% macro timepoint_status(prefix='') -%}
+    case
+        when {{ prefix }}is_withdrawn_before_window then 'not_expected'
+        -- Due once the window (inclusive of its last day) has closed.
+        when {{ prefix }}window_end_date < {{ reference_date() }} then 'due'
+        else 'not_yet_due'
+    end
+{%- endmacro %}
+
 {#- The sites the run assigns a protocol, overriding seeds/site_protocols.csv: var site_protocols,
     `site=protocol` pairs separated by commas (setting POD_SITE_PROTOCOLS), as a query of
     (site, protocol) rows; no rows when the var is empty. -#}

@@ -3,8 +3,10 @@
     full refresh rebuilds only the rows of the participants of the sites whose inputs changed. The
     pipeline names those sites in audit.dbt_partition_sites before it starts dbt
     (pod_pipeline/transform/partitions.py) and runs `dbt build --full-refresh` whenever anything
-    but the sites' inputs changed (the project, the settings, the reference date, dbt itself) or
-    the last build did not finish.
+    but the sites' inputs and the reference date changed (the project, the settings, dbt itself)
+    or the last build did not finish. When the reference date changed, the models that depend on
+    it are rebuilt whole (delete every row, insert every participant's): the pipeline names them
+    in audit.dbt_whole_models.
 
     A partitioned model calls site_partitioned() and reads every participant-level input (staging
     views and other partitioned models) through in_rebuilt_partitions(); seeds and cohort-level
@@ -25,9 +27,20 @@
 {%- endmacro %}
 
 {#- Whether this build of the model rebuilds some sites' rows only (never in a unit test, which
-    has no relation of its own). -#}
+    has no relation of its own, nor for a model the build rebuilds whole). -#}
 {% macro rebuilds_partitions() -%}
-    {{- return(this is not none and is_incremental()) -}}
+    {{- return(this is not none and is_incremental() and not rebuilt_whole(this.identifier)) -}}
+{%- endmacro %}
+
+{#- Whether a build of some sites rebuilds the model `name` whole, for every site: a model that
+    depends on the reference date when the date is not the last build's (the pipeline names those
+    in audit.dbt_whole_models: pod_pipeline/transform/partitions.py). -#}
+{% macro rebuilt_whole(name) -%}
+    {%- if not execute or adapter.get_relation(database=target.database, schema='audit', identifier='dbt_whole_models') is none -%}
+        {{- return(false) -}}
+    {%- endif -%}
+    {%- set found = run_query("select count(*) from audit.dbt_whole_models where model = '" ~ name | replace("'", "''") ~ "'") -%}
+    {{- return(found.columns[0].values()[0] > 0) -}}
 {%- endmacro %}
 
 {#- True for a row of a participant being rebuilt (every participant on a full build). -#}
@@ -40,7 +53,9 @@
 {%- endmacro %}
 
 {% macro delete_rebuilt_partitions() -%}
-    {%- if rebuilds_partitions() -%}
+    {%- if this is not none and is_incremental() and rebuilt_whole(this.identifier) -%}
+        delete from {{ this }}
+    {%- elif rebuilds_partitions() -%}
         delete from {{ this }}
         where participant_id not in (
             select study_id from raw.register
@@ -83,7 +98,7 @@
     {%- endif -%}
     {%- set tested = graph.nodes.get(model.get('attached_node') or '') -%}
     {%- set by = (tested.config.meta or {}).get('site_rows') if tested else none -%}
-    {%- if by not in ('participant_id', 'site') -%}
+    {%- if by not in ('participant_id', 'site') or rebuilt_whole(tested.name) -%}
         {{- return('') -}}
     {%- endif -%}
     {%- if adapter.get_relation(database=target.database, schema='audit', identifier='dbt_partition_sites') is none -%}

@@ -1,4 +1,4 @@
-"""`pod bench`: full, incremental and no-op refreshes at study to national scale, against a reference."""
+"""`pod bench`: full, incremental, next-day and no-op refreshes at study to national scale, against a reference."""
 
 import datetime as dt
 import json
@@ -36,6 +36,10 @@ class SizeResult:
     incremental_steps: list[dict] = field(default_factory=list)
     noop: dict | None = None
     noop_started_dbt: bool | None = None
+    # The day after the incremental refresh: nothing new, the reference date one day on (a daily
+    # scheduled refresh); only the models that depend on the date are rebuilt.
+    next_day: dict | None = None
+    next_day_steps: list[dict] = field(default_factory=list)
 
 
 @dataclass
@@ -79,14 +83,14 @@ def zone_for(participants: int, cache: Path) -> Path:
     return zone
 
 
-def _env(zone: Path, data: Path) -> dict[str, str]:
+def _env(zone: Path, data: Path, reference_date: str = REFERENCE_DATE) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("POD_", "DAGSTER_"))}
-    return env | {"POD_LANDING_DIR": str(zone), "POD_DATA_DIR": str(data), "POD_REFERENCE_DATE": REFERENCE_DATE,
+    return env | {"POD_LANDING_DIR": str(zone), "POD_DATA_DIR": str(data), "POD_REFERENCE_DATE": reference_date,
                   "DAGSTER_HOME": str(data / "dagster_home")}
 
 
-def _pod_run(zone: Path, data: Path) -> Measurement:
-    result = run_measured([sys.executable, "-m", "pod_pipeline.app.cli", "run"], _env(zone, data))
+def _pod_run(zone: Path, data: Path, reference_date: str = REFERENCE_DATE) -> Measurement:
+    result = run_measured([sys.executable, "-m", "pod_pipeline.app.cli", "run"], _env(zone, data, reference_date))
     if result.returncode:
         raise RuntimeError(f"pod run failed on {zone}:\n{result.output[-4000:]}")
     return result
@@ -161,6 +165,9 @@ def bench_size(participants: int, work: Path, incremental: bool, noop: bool) -> 
         try:
             result.incremental = _as_dict(_pod_run(zone, data))
             result.incremental_steps = step_durations(data)
+            next_day = (dt.date.fromisoformat(REFERENCE_DATE) + dt.timedelta(days=1)).isoformat()
+            result.next_day = _as_dict(_pod_run(zone, data, next_day))
+            result.next_day_steps = step_durations(data)
         finally:
             shutil.rmtree(batch)
     return result
@@ -259,11 +266,12 @@ def goals(results: dict[int, SizeResult], baseline: BaselineResult | None = None
 def table(results: dict[int, SizeResult], verdicts: list[dict], baseline: BaselineResult | None = None,
           suite: SuiteResult | None = None) -> str:
     lines = ["| participants | sites | CSV MB | full wall s | CPU s | peak RSS MB | reference s | ratio | "
-             "incremental s | no-op s |", "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "incremental s | next day s | no-op s |", "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for n, r in sorted(results.items()):
         lines.append(f"| {n:,} | {r.sites} | {r.zone_mb} | {r.full['wall_s']} | {r.full['cpu_s']} | "
                      f"{r.full['peak_rss_mb']:.0f} | {r.reference['wall_s']} | {r.ratio_to_reference} | "
-                     f"{r.incremental['wall_s'] if r.incremental else '–'} | {r.noop['wall_s'] if r.noop else '–'} |")
+                     f"{r.incremental['wall_s'] if r.incremental else '–'} | "
+                     f"{r.next_day['wall_s'] if r.next_day else '–'} | {r.noop['wall_s'] if r.noop else '–'} |")
     lines.append("")
     if baseline:
         lines.append(f"study scale ({baseline.participants}): this code {baseline.new_s} s, "

@@ -8,17 +8,24 @@ named in `audit.dbt_partition_sites`. The other models are small tables rebuilt 
 A site is rebuilt when its raw inputs changed since the last finished build: ingestion keeps a
 digest of what each site's rows of each raw table are built from (`audit.current_inputs`,
 ingest/current.py), and the build records the digests it was made from. Anything else a build
-depends on is in the fingerprint: the dbt project's files, the settings passed to dbt, the
-reference date, dbt's version and the raw tables' columns. When the fingerprint differs, when no
+depends on, but the reference date, is in the fingerprint: the dbt project's files, the settings
+passed to dbt, dbt's version and the raw tables' columns. When the fingerprint differs, when no
 build has finished since the state was cleared (a first build, a failed or killed one, a build of
 a selection of models), or when a full refresh is asked for, every row is rebuilt
 (`dbt build --full-refresh`).
+
+The reference date moves every day, and only some models read it: those whose SQL calls the macro
+`reference_date()`, directly or through another macro, and every model built on one of them
+(`reference_date_models`, from dbt's manifest). When the date is not the last finished build's,
+those models are rebuilt whole, for every site (named in `audit.dbt_whole_models`), and the others
+rebuild only the sites whose inputs changed, so a daily refresh with nothing new recomputes what
+depends on the date and nothing else.
 """
 
 import datetime as dt
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,17 +38,23 @@ from pod_pipeline.transform.parse import project_files
 
 STATE_TABLE = "audit.dbt_build_state"
 SITES_TABLE = "audit.dbt_partition_sites"
+WHOLE_TABLE = "audit.dbt_whole_models"
+# The macro every model that depends on the reference date reaches (dbt_project/macros/run_settings.sql).
+REFERENCE_DATE_MACRO = "macro.pod.reference_date"
 
 
 @dataclass(frozen=True)
 class BuildPlan:
-    """What one `dbt build` rebuilds: every row (`full`), or the rows of `sites` only."""
+    """What one `dbt build` rebuilds: every row (`full`), or the rows of `sites` only and the
+    partitioned models in `whole` for every site (those that depend on a new reference date)."""
 
     full: bool
     sites: tuple[str, ...]
     reason: str
     fingerprint: str
     inputs: dict[str, str] = field(default_factory=dict, compare=False)
+    reference_date: str = ""
+    whole: tuple[str, ...] = ()
 
     def dbt_args(self) -> list[str]:
         return ["--full-refresh"] if self.full else []
@@ -50,8 +63,13 @@ class BuildPlan:
         if self.full:
             return f"dbt rebuilds every site ({self.reason})"
         if not self.sites:
-            return "dbt rebuilds no site's rows: no site's inputs changed since the last build"
-        return f"dbt rebuilds the rows of {len(self.sites)} site(s) whose inputs changed: {', '.join(self.sites)}"
+            told = "dbt rebuilds no site's rows: no site's inputs changed since the last build"
+        else:
+            told = f"dbt rebuilds the rows of {len(self.sites)} site(s) whose inputs changed: {', '.join(self.sites)}"
+        if self.whole:
+            told += (f"; and, for the new reference date {self.reference_date}, every site's rows of the "
+                     f"{len(self.whole)} model(s) that depend on it: {', '.join(self.whole)}")
+        return told
 
 
 def project_digest(root: Path = DBT_PROJECT_DIR) -> str:
@@ -63,12 +81,13 @@ def project_digest(root: Path = DBT_PROJECT_DIR) -> str:
 
 
 def fingerprint(con: duckdb.DuckDBPyConnection, settings: Settings, project: str | None = None) -> str:
-    """Everything but the sites' inputs that the rows of a partitioned model depend on."""
+    """Everything but the sites' inputs and the reference date that the rows of a partitioned
+    model depend on."""
     raw_columns = con.execute(
         "select table_name, list(column_name || ' ' || data_type order by ordinal_position) "
         "from information_schema.columns where table_schema = 'raw' group by table_name order by table_name"
     ).fetchall()
-    parts = {"project": project or project_digest(), "dbt": dbt_version, "settings": settings.run_settings(),
+    parts = {"project": project or project_digest(), "dbt": dbt_version, "settings": settings.dbt_vars(),
              "raw": [[table, list(columns)] for table, columns in raw_columns]}
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
@@ -87,14 +106,45 @@ def changed_sites(before: dict[str, str], now: dict[str, str]) -> tuple[str, ...
     return tuple(sorted({key.split("|", 1)[1] for key in keys}))
 
 
+def reference_date_models(manifest: Mapping) -> tuple[str, ...]:
+    """The site-partitioned models whose rows depend on the reference date: those whose SQL calls
+    the macro reference_date(), directly or through other macros, and every model built on one."""
+    macros = manifest["macros"]
+    dated_macros: dict[str, bool] = {}
+
+    def reaches_date(macro: str, seen: frozenset = frozenset()) -> bool:
+        if macro not in dated_macros:
+            called = (macros.get(macro) or {}).get("depends_on", {}).get("macros", [])
+            dated_macros[macro] = macro == REFERENCE_DATE_MACRO or any(
+                reaches_date(m, seen | {macro}) for m in called if m not in seen)
+        return dated_macros[macro]
+
+    nodes = {uid: node for uid, node in manifest["nodes"].items() if node["resource_type"] == "model"}
+    children: dict[str, list[str]] = {}
+    for uid, node in nodes.items():
+        for parent in node["depends_on"]["nodes"]:
+            children.setdefault(parent, []).append(uid)
+    dated = [uid for uid, node in nodes.items() if any(reaches_date(m) for m in node["depends_on"]["macros"])]
+    reached = set(dated)
+    while dated:
+        for child in children.get(dated.pop(), []):
+            if child not in reached:
+                reached.add(child)
+                dated.append(child)
+    return tuple(sorted(nodes[uid]["name"] for uid in reached
+                        if (nodes[uid]["config"].get("meta") or {}).get("site_rows") == "participant_id"))
+
+
 def plan(con: duckdb.DuckDBPyConnection, settings: Settings, full_refresh: bool = False,
-         selection: bool = False) -> BuildPlan:
-    """The build this warehouse needs now (see the module's docstring)."""
+         selection: bool = False, manifest: Mapping | None = None) -> BuildPlan:
+    """The build this warehouse needs now (see the module's docstring); `manifest` is dbt's parse of
+    the project, read for the models that depend on the reference date (its own when not given)."""
     first = not table_exists(con, "audit", "dbt_build_state")
     _ensure_tables(con)
     now = fingerprint(con, settings)
     inputs = current_inputs(con)
-    previous = con.execute(f"select fingerprint, inputs from {STATE_TABLE}").fetchall()
+    date = settings.reference_date.isoformat()
+    previous = con.execute(f"select fingerprint, inputs, reference_date from {STATE_TABLE}").fetchall()
     reason = None
     if full_refresh:
         reason = "a full refresh was asked for"
@@ -105,10 +155,20 @@ def plan(con: duckdb.DuckDBPyConnection, settings: Settings, full_refresh: bool 
     elif not previous:
         reason = "the last build did not finish, or built a selection of models"
     elif previous[0][0] != now:
-        reason = "the dbt project, the settings, the reference date, dbt or the raw tables' columns changed"
+        reason = "the dbt project, the settings, dbt or the raw tables' columns changed"
     if reason is not None:
-        return BuildPlan(True, tuple(sorted({key.split("|", 1)[1] for key in inputs})), reason, now, inputs)
-    return BuildPlan(False, changed_sites(json.loads(previous[0][1]), inputs), "", now, inputs)
+        return BuildPlan(True, tuple(sorted({key.split("|", 1)[1] for key in inputs})), reason, now, inputs, date)
+    whole = ()
+    if previous[0][2] != date:
+        whole = reference_date_models(manifest if manifest is not None else _project_manifest())
+    return BuildPlan(False, changed_sites(json.loads(previous[0][1]), inputs), "", now, inputs, date, whole)
+
+
+def _project_manifest() -> Mapping:
+    # Imported here: parse.py's manifest is built on first use, which a plan made without one needs.
+    from pod_pipeline.transform.parse import ensure_dbt_manifest
+
+    return json.loads(Path(ensure_dbt_manifest()).read_text(encoding="utf-8"))
 
 
 def begin(con: duckdb.DuckDBPyConnection, build: BuildPlan) -> None:
@@ -117,7 +177,10 @@ def begin(con: duckdb.DuckDBPyConnection, build: BuildPlan) -> None:
     con.execute("begin transaction")
     con.execute(f"delete from {STATE_TABLE}")
     con.execute(f"delete from {SITES_TABLE}")
+    con.execute(f"delete from {WHOLE_TABLE}")
     _insert_sites(con, build.sites)
+    for model in build.whole:
+        con.execute(f"insert into {WHOLE_TABLE} values ($m)", {"m": model})
     con.execute("commit")
 
 
@@ -130,9 +193,11 @@ def finish(con: duckdb.DuckDBPyConnection, build: BuildPlan, selection: bool = F
     con.execute("begin transaction")
     con.execute(f"delete from {STATE_TABLE}")
     con.execute(f"delete from {SITES_TABLE}")
-    con.execute(f"insert into {STATE_TABLE} values ($f, $i, $t)",
+    con.execute(f"delete from {WHOLE_TABLE}")
+    con.execute(f"insert into {STATE_TABLE} (fingerprint, inputs, finished_at, reference_date) "
+                "values ($f, $i, $t, $d)",
                 {"f": build.fingerprint, "i": json.dumps(build.inputs, sort_keys=True),
-                 "t": dt.datetime.now(dt.UTC).replace(tzinfo=None)})
+                 "t": dt.datetime.now(dt.UTC).replace(tzinfo=None), "d": build.reference_date})
     con.execute("commit")
 
 
@@ -146,3 +211,7 @@ def _ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(f"create table if not exists {STATE_TABLE} (fingerprint varchar not null, "
                 "inputs varchar not null, finished_at timestamp not null)")
     con.execute(f"create table if not exists {SITES_TABLE} (site varchar not null)")
+    con.execute(f"create table if not exists {WHOLE_TABLE} (model varchar not null)")
+    # Warehouses built before the reference date left the fingerprint (a null date: the
+    # date-dependent models are rebuilt whole on their next build).
+    con.execute(f"alter table {STATE_TABLE} add column if not exists reference_date varchar")

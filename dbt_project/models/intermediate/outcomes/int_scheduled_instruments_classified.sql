@@ -102,7 +102,7 @@ classified as (
         scheduled.arm,
         scheduled.protocol,
         scheduled.timepoint_order,
-        scheduled.timepoint_status,
+        scheduled.is_withdrawn_before_window,
         scheduled.window_end_date,
         coalesce(expected_instruments.is_expected, false) as is_expected,
         received.participant_id is not null as is_received,
@@ -112,7 +112,7 @@ classified as (
                 received.participant_id is null
                 and (
                     not coalesce(expected_instruments.is_expected, false)
-                    or scheduled.timepoint_status = 'not_expected'
+                    or scheduled.is_withdrawn_before_window
                 )
                 then 'not_expected'
             when received.participant_id is null then 'missing'

@@ -119,16 +119,11 @@ classified as (
 
     select
         *,
-        case
-            -- follow_up and died: nothing is expected once the withdrawal predates the window.
-            when
-                withdrawal_type in ('follow_up', 'died')
-                and withdrawal_date < window_start_date
-                then 'not_expected'
-            -- Due once the window (inclusive of its last day) has closed.
-            when window_end_date < {{ reference_date() }} then 'due'
-            else 'not_yet_due'
-        end as timepoint_status
+        -- follow_up and died: nothing is expected once the withdrawal predates the window.
+        coalesce(
+            withdrawal_type in ('follow_up', 'died') and withdrawal_date < window_start_date,
+            false
+        ) as is_withdrawn_before_window
 
     from scheduled
 

@@ -4,7 +4,11 @@ with
 
 classified as (
 
-    select * from {{ ref('int_scheduled_instruments_classified') }}
+    select
+        *,
+        {{ timepoint_status() }} as timepoint_status
+
+    from {{ ref('int_scheduled_instruments_classified') }}
     where is_expected
 
 ),

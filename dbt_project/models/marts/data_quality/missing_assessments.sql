@@ -9,7 +9,7 @@ classified as (
     select * from {{ ref('int_scheduled_instruments_classified') }}
     where
         is_expected
-        and timepoint_status = 'due'
+        and {{ timepoint_status() }} = 'due'
         and status in ('missing', 'not_scored')
         and {{ in_rebuilt_partitions() }}
 

@@ -100,7 +100,7 @@ select
     visits.visit_date,
     visits.study_day,
     visits.is_in_window,
-    scheduled.timepoint_status,
+    {{ timepoint_status('scheduled.') }} as timepoint_status,
     statuses.wemwbs_status,
     statuses.wsas_status,
     statuses.csq8_status,
