@@ -213,3 +213,25 @@ def test_pod_run_exits_with_its_code_even_when_its_reader_went_away() -> None:
     process.stdout.close()  # the reader goes away before the report (buffered) is flushed
     assert process.wait(timeout=60) == 3
     assert b"Traceback" not in process.stderr.read()
+
+
+def _error_info(exc: BaseException):
+    from dagster._utils.error import serializable_error_info_from_exc_info
+
+    try:
+        raise RuntimeError("Error occurred while executing op \"pod_dbt_models\":") from exc
+    except RuntimeError:
+        return serializable_error_info_from_exc_info(sys.exc_info())
+
+
+def test_a_failed_steps_line_shows_the_innermost_error_without_its_module() -> None:
+    from pod_pipeline.app.runner import _root_cause
+    from pod_pipeline.transform.assets import DbtBuildFailed
+
+    assert _root_cause(_error_info(DbtBuildFailed("dbt build failed at 1 node: model a: File too large"))) == (
+        "dbt build failed at 1 node: model a: File too large")
+    assert _root_cause(_error_info(duckdb.IOException("Could not write file \"w.wal\": File too large"))) == (
+        "IOException: Could not write file \"w.wal\": File too large")
+    assert _root_cause(_error_info(OSError(errno.ENOSPC, "No space left on device"))) == (
+        "OSError: [Errno 28] No space left on device")
+    assert _root_cause(_error_info(ValueError("see a.b.ValueError: x"))) == "ValueError: see a.b.ValueError: x"

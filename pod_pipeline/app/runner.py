@@ -189,11 +189,19 @@ def execute(job_name: str = "refresh", run_config: dict | None = None, tags: dic
 
 def _root_cause(error: SerializableErrorInfo) -> str:
     """The first line of the innermost error: what went wrong (a full disk, a file that cannot be
-    opened, a failed dbt build), not the Dagster error that wraps it."""
+    opened, a failed dbt build), not the Dagster error that wraps it. Python prefixes the message
+    with the exception's class and, for a class outside the builtins, its module: the module goes
+    ("IOException: ...", not "_duckdb.IOException: ..."), and so does the class of one of the
+    pipeline's own errors, whose message says all ("dbt build failed at 1 node: ...")."""
     while (error.cause or error.context) is not None:
         error = error.cause or error.context
     lines = error.message.strip().splitlines()
-    return lines[0] if lines else error.cls_name or "unknown error"
+    if not lines:
+        return error.cls_name or "unknown error"
+    module, dot, rest = lines[0].partition(f".{error.cls_name}: ") if error.cls_name else ("", "", "")
+    if not dot or " " in module:
+        return lines[0]
+    return rest if module.startswith("pod_pipeline.") else f"{error.cls_name}: {rest}"
 
 
 def run_pipeline(force: bool = False) -> int:
