@@ -162,9 +162,12 @@ class Settings:
         }
 
     def dbt_env(self) -> dict[str, str]:
-        """Environment for a dbt process: where the working database is, and the reference date
-        (read by the macro reference_date(); a change re-parses only the files that use it)."""
-        return {"POD_WORK_DB": str(self.work_db), "POD_DBT_REFERENCE_DATE": self.reference_date.isoformat()}
+        """Environment for a dbt process: where the working database is, the reference date (read
+        by the macro reference_date(); a change re-parses only the files that use it), and that
+        the pipeline runs the build (a build that names no site then tests none of a partitioned
+        model's rows: macros/site_partitions.sql; dbt run by hand tests every row)."""
+        return {"POD_WORK_DB": str(self.work_db), "POD_DBT_REFERENCE_DATE": self.reference_date.isoformat(),
+                "POD_DBT_PIPELINE_BUILD": "1"}
 
     def check_landing_dir(self) -> None:
         """For the commands that run the pipeline: a landing zone that is not there cannot work."""

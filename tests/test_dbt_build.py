@@ -71,15 +71,19 @@ def redcap_fields() -> list[str]:
 
 
 def dbt(tmp: Path, *args: str, project_dir: Path = PROJECT_DIR, reference_date: str | None = None,
-        **variables: str) -> dbtRunnerResult:
+        pipeline_build: bool = False, **variables: str) -> dbtRunnerResult:
     """dbt in this process, as the pipeline runs it: settings as --vars, the reference date (when
-    given) in the environment (Settings.dbt_env)."""
+    given) in the environment (Settings.dbt_env); as run by hand unless `pipeline_build`."""
     vars_yaml = "{" + ", ".join(f"{k}: '{v}'" for k, v in variables.items()) + "}"
     with pytest.MonkeyPatch.context() as mp:
         if reference_date is None:
             mp.delenv("POD_DBT_REFERENCE_DATE", raising=False)
         else:
             mp.setenv("POD_DBT_REFERENCE_DATE", reference_date)
+        if pipeline_build:
+            mp.setenv("POD_DBT_PIPELINE_BUILD", "1")
+        else:  # a pipeline run in this process leaves it set
+            mp.delenv("POD_DBT_PIPELINE_BUILD", raising=False)
         return dbtRunner().invoke([*args, "--project-dir", str(project_dir), "--profiles-dir", str(project_dir),
                                    "--target-path", str(tmp / "target"), "--log-path", str(tmp / "logs"),
                                    "--vars", vars_yaml])

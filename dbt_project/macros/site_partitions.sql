@@ -72,9 +72,10 @@
     (every partitioned model, through site_partitioned()) or 'site' (a staging view of a raw table,
     whose other sites' rows are those the last build tested, unchanged). Every such model's grain
     includes the participant or the site, so the rows of the other sites, tested by the build that
-    made them, can neither have changed nor clash with the rebuilt ones. A full refresh, a warning
-    (which must keep reporting every row it finds), a test of a source, and a build with no site
-    named (dbt run by hand after the pipeline's build finished) test every row. -#}
+    made them, can neither have changed nor clash with the rebuilt ones (and a pipeline's build
+    that names no site reads none of them). A full refresh, a warning (which must keep reporting
+    every row it finds), a test of a source, a model the build rebuilds whole, and dbt run by hand
+    after the pipeline's build finished (no site named) test every row. -#}
 {% macro get_where_subquery(relation) -%}
     {%- set conditions = [] -%}
     {%- set where = config.get('where', '') -%}
@@ -107,7 +108,9 @@
     {#- The sites as literals, so that the filter reaches the scan of a view's table. -#}
     {%- set named = run_query('select site from audit.dbt_partition_sites order by site').columns[0].values() -%}
     {%- if named | length == 0 -%}
-        {{- return('') -}}
+        {#- No site's inputs changed: in the pipeline's build (which sets POD_DBT_PIPELINE_BUILD),
+            no row of the model was rebuilt, so none is read; run by hand, every row is. -#}
+        {{- return('false' if env_var('POD_DBT_PIPELINE_BUILD', '') else '') -}}
     {%- endif -%}
     {%- set sites = [] -%}
     {%- for site in named -%}
