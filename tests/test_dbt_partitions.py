@@ -113,17 +113,22 @@ def test_the_models_that_depend_on_the_date_are_found_through_macros_and_models(
         "macros": {"macro.pod.reference_date": {"depends_on": {"macros": []}},
                    "macro.pod.status": {"depends_on": {"macros": ["macro.pod.inner"]}},
                    "macro.pod.inner": {"depends_on": {"macros": ["macro.pod.reference_date", "macro.pod.status"]}},
-                   "macro.pod.other": {"depends_on": {"macros": []}}},
+                   "macro.pod.other": {"depends_on": {"macros": []}},
+                   # b calls c, which calls b back and reaches the date through d
+                   "macro.pod.b": {"depends_on": {"macros": ["macro.pod.c"]}},
+                   "macro.pod.c": {"depends_on": {"macros": ["macro.pod.b", "macro.pod.d"]}},
+                   "macro.pod.d": {"depends_on": {"macros": ["macro.pod.reference_date"]}}},
         "nodes": {"model.pod.a": model("a", ["macro.pod.status"], []),
                   "model.pod.b": model("b", ["macro.pod.other"], []),
                   "model.pod.c": model("c", [], ["model.pod.b"]),
                   "model.pod.d": model("d", [], ["model.pod.whole_table"]),
                   "model.pod.whole_table": model("whole_table", ["macro.pod.reference_date"], [], partitioned=False),
                   "model.pod.e": model("e", [], ["model.pod.a", "model.pod.b"]),
+                  "model.pod.f": model("f", ["macro.pod.b"], []),
                   "test.pod.t": {"resource_type": "test", "name": "t", "config": {},
                                  "depends_on": {"macros": ["macro.pod.reference_date"], "nodes": []}}},
     }
-    assert partitions.reference_date_models(manifest) == ("a", "d", "e")
+    assert partitions.reference_date_models(manifest) == ("a", "d", "e", "f")
 
 
 def test_the_project_digest_follows_every_file_of_the_project(tmp_path: Path) -> None:

@@ -109,22 +109,18 @@ def changed_sites(before: dict[str, str], now: dict[str, str]) -> tuple[str, ...
 def reference_date_models(manifest: Mapping) -> tuple[str, ...]:
     """The site-partitioned models whose rows depend on the reference date: those whose SQL calls
     the macro reference_date(), directly or through other macros, and every model built on one."""
-    macros = manifest["macros"]
-    dated_macros: dict[str, bool] = {}
-
-    def reaches_date(macro: str, seen: frozenset = frozenset()) -> bool:
-        if macro not in dated_macros:
-            called = (macros.get(macro) or {}).get("depends_on", {}).get("macros", [])
-            dated_macros[macro] = macro == REFERENCE_DATE_MACRO or any(
-                reaches_date(m, seen | {macro}) for m in called if m not in seen)
-        return dated_macros[macro]
-
+    # The macros that reach reference_date(): grown until no macro calling one is left out
+    # (a fixed point, so that macros calling each other are judged right).
+    calls = {uid: set(macro.get("depends_on", {}).get("macros", [])) for uid, macro in manifest["macros"].items()}
+    dated_macros = {REFERENCE_DATE_MACRO}
+    while grown := {uid for uid, called in calls.items() if uid not in dated_macros and called & dated_macros}:
+        dated_macros |= grown
     nodes = {uid: node for uid, node in manifest["nodes"].items() if node["resource_type"] == "model"}
     children: dict[str, list[str]] = {}
     for uid, node in nodes.items():
         for parent in node["depends_on"]["nodes"]:
             children.setdefault(parent, []).append(uid)
-    dated = [uid for uid, node in nodes.items() if any(reaches_date(m) for m in node["depends_on"]["macros"])]
+    dated = [uid for uid, node in nodes.items() if dated_macros & set(node["depends_on"]["macros"])]
     reached = set(dated)
     while dated:
         for child in children.get(dated.pop(), []):
