@@ -52,17 +52,18 @@
     {%- endif -%}
 {%- endmacro %}
 
+{#- Every row of a model rebuilt whole; else every row that is not a participant of an unchanged site. -#}
 {% macro delete_rebuilt_partitions() -%}
-    {%- if this is not none and is_incremental() and rebuilt_whole(this.identifier) -%}
+    {%- if this is not none and is_incremental() -%}
         delete from {{ this }}
-    {%- elif rebuilds_partitions() -%}
-        delete from {{ this }}
+        {%- if not rebuilt_whole(this.identifier) %}
         where participant_id not in (
             select study_id from raw.register
             where
                 study_id is not null
                 and site not in (select site from audit.dbt_partition_sites)
         )
+        {%- endif -%}
     {%- endif -%}
 {%- endmacro %}
 
