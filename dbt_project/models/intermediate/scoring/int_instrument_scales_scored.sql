@@ -184,7 +184,11 @@ scored as (
                 assessed.scoring_method = 'unit_cost'
                 and response_costs.n_items_costed = assessed.n_items
                 then response_costs.cost
-        end as {{ dbt.type_numeric() }}) as score
+        end as {{ dbt.type_numeric() }}) as score,
+        assessed.study_day,
+        assessed.is_in_window,
+        assessed.is_analysis_record,
+        assessed.is_carer_response
 
     from assessed
     left join utilities
@@ -216,7 +220,11 @@ converted as (
         scored.n_items_missing,
         scored.is_quarantined,
         scored.is_scorable,
-        cast(score_conversions.converted_score as {{ dbt.type_numeric() }}) as score
+        cast(score_conversions.converted_score as {{ dbt.type_numeric() }}) as score,
+        scored.study_day,
+        scored.is_in_window,
+        scored.is_analysis_record,
+        scored.is_carer_response
 
     from scored
     inner join instrument_scales as conversion_scales

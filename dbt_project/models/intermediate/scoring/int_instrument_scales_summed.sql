@@ -1,6 +1,9 @@
 -- One scan of each wide source row: per scale, how many of its items were answered, how many
 -- carry a missing-data code, and their sum. The CASE expressions are generated from the seeds
--- (instrument_scales, scale_items), so item values are never unpivoted into rows.
+-- (instrument_scales, scale_items), so item values are never unpivoted into rows. Each row also
+-- carries what its source's window says of it (study day, in window, analysis record, a carer's
+-- response), so that the scores standing for a timepoint are a filter of the scored rows
+-- (int_timepoint_scores_selected) rather than a second join of every score with its source.
 {%- set redcap_scales = scale_definitions('redcap') %}
 {%- set epr_scales = scale_definitions('epr') %}
 {{ site_partitioned() }}
@@ -13,7 +16,10 @@ redcap_records as (
     -- The wide typed values, for the responses of participants in the marts.
     select
         records.*,
-        windowed.timepoint
+        windowed.timepoint,
+        windowed.study_day,
+        windowed.is_in_window,
+        windowed.is_carer_response
 
     from {{ ref('stg_redcap__records') }} as records
     inner join {{ ref('int_redcap_records_windowed') }} as windowed
@@ -48,7 +54,12 @@ redcap_scales as (
             (',' || replace(redcap_records.quarantined_instruments, ' ', '') || ',')
             like ('%,' || scales.instrument || ',%'),
             false
-        ) as is_quarantined
+        ) as is_quarantined,
+        redcap_records.study_day,
+        redcap_records.is_in_window,
+        -- A questionnaire without a visit date cannot be checked and stays an analysis record.
+        coalesce(redcap_records.is_in_window, true) as is_analysis_record,
+        redcap_records.is_carer_response
 
     from redcap_records
     cross join (
@@ -72,7 +83,11 @@ epr_scales as (
             as n_items_coded_missing,
         {{ scale_aggregate('honos_ratings', epr_scales, 'scales.scale', 'sum') }}
             as item_sum,
-        false as is_quarantined
+        false as is_quarantined,
+        honos_ratings.study_day,
+        honos_ratings.is_in_window,
+        honos_ratings.is_analysis_record,
+        false as is_carer_response
 
     from honos_ratings
     cross join (
