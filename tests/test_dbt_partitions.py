@@ -223,12 +223,16 @@ def test_a_build_of_one_sites_rows_leaves_what_a_full_build_would(tmp_path: Path
         # As the pipeline builds some sites: every model, and every test on the rows it reads.
         assert dbt(tmp_path, "build", "--exclude", "resource_type:seed", reference_date=NEXT_DATE,
                    pipeline_build=True).success
+        compiled = tmp_path / "target" / "compiled" / "pod" / "models" / "marts" / "outcomes" / "outcome_scores.sql"
+        # Built for some sites, its input is read for them first (macro materialized_on_partial_build).
+        assert "selected as materialized (" in compiled.read_text()
         with duckdb.connect(str(database)) as con:
             stepwise = _rows_by_site(con)
             sabp_month_3 = con.execute("select timepoint_status from marts.participant_timepoints "
                                        "where participant_id = 'SABP-0002' and timepoint = 'month_3'").fetchall()
         failing = {site: _failing_tests_with_a_duplicate(tmp_path, database, site) for site in ("SABP", "KMPT")}
         assert dbt(tmp_path, "run", "--full-refresh", reference_date=NEXT_DATE).success
+        assert "selected as materialized" not in compiled.read_text()
         with duckdb.connect(str(database)) as con:
             full = _rows_by_site(con)
     assert stepwise["KMPT"] == full["KMPT"] != before["KMPT"]

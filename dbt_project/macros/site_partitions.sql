@@ -52,6 +52,17 @@
     {%- endif -%}
 {%- endmacro %}
 
+{#- Written in a CTE's header, `name as {{ materialized_on_partial_build() }} (`: on a build of some
+    sites, DuckDB computes the CTE first, so its in_rebuilt_partitions() filter is applied where
+    its input is scanned. Left to choose, DuckDB's optimizer can join the rebuilt participants in
+    only after a large join, building that join's hash table on every site's rows (outcome_scores
+    for one site at 1,000,000 participants: 6.1 s, against 1.7 s with the CTE computed first). On
+    a full build there is no filter, and computing the CTE first would only copy its rows
+    (outcome_scores: 19.3 s against 16.9 s), so it is left to the optimizer. -#}
+{% macro materialized_on_partial_build() -%}
+    {%- if rebuilds_partitions() %}materialized{% endif -%}
+{%- endmacro %}
+
 {#- Every row of a model rebuilt whole; else every row that is not a participant of an unchanged site. -#}
 {% macro delete_rebuilt_partitions() -%}
     {%- if this is not none and is_incremental() -%}

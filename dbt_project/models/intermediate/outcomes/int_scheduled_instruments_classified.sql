@@ -31,7 +31,7 @@ instrument_scales as (
 
 ),
 
-selected as (
+selected as {{ materialized_on_partial_build() }} (
 
     select * from {{ ref('int_timepoint_scores_selected') }}
     where {{ in_rebuilt_partitions() }}

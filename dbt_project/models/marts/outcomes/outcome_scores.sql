@@ -6,7 +6,7 @@
 
 with
 
-selected as (
+selected as {{ materialized_on_partial_build() }} (
 
     select * from {{ ref('int_timepoint_scores_selected') }}
     where score is not null and {{ in_rebuilt_partitions() }}
