@@ -167,6 +167,54 @@ def test_a_publication_replaces_only_the_rows_of_the_sites_that_differ(settings:
                            "where database_name = current_database()").fetchall() == [("v1.0.0+",)]
 
 
+def test_a_publication_trusts_the_recorded_digests_of_the_file_it_wrote_and_checks_what_it_replaced(
+        settings: Settings) -> None:
+    """While pod_marts.duckdb is the file the last publication wrote, the next one compares the
+    working rows with that publication's recorded digests by site instead of digesting the copy;
+    a site replaced on a record's word is checked, and a mart that fails the check is written whole."""
+    with connect(settings) as con:
+        ledger.ensure(con)
+        con.execute("create schema raw; create schema marts")
+        con.execute("create table raw.register as select printf('%s-%04d', upper(site), i) as study_id, site "
+                    "from range(3) t(i), (values ('kmpt'), ('sabp'), ('oxf'), ('cwp')) s(site)")
+        con.execute("create table marts.outcome_scores as select study_id as participant_id, "
+                    "length(study_id) * 1.5 as value from raw.register")
+        con.execute("create table marts.participants as select study_id as participant_id, site, "
+                    "cast(null as date) as withdrawal_date, cast(null as varchar) as withdrawal_type "
+                    "from raw.register")
+        first = publication.publish(con, settings.published_db, "run-one")
+    digests_file = first.release / publication.RELEASE_DIGESTS
+    written = json.loads(digests_file.read_text())
+    stat = settings.published_db.stat()
+    assert written["database"] == {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    assert sorted(written["tables"]["outcome_scores"]["sites"]) == ["cwp", "kmpt", "oxf", "sabp"]
+
+    def record(sites: dict[str, list]) -> None:
+        # The release's file, edited as a stale record would read (the database is untouched).
+        written["tables"]["outcome_scores"]["sites"] = sites
+        os.chmod(digests_file, 0o644)
+        digests_file.write_text(json.dumps(written))
+
+    # Nothing changed, but the record says kmpt's published rows differ: they are replaced, so
+    # the record was read and the copy not digested; the result is checked and holds the working rows.
+    record({**written["tables"]["outcome_scores"]["sites"], "kmpt": [3, "0"]})
+    with connect(settings) as con:
+        second = publication.publish(con, settings.published_db, "run-two")
+        assert second.by_site == {"outcome_scores": ["kmpt"], "participants": []}
+        # kmpt's rows change; a record that misses it (it names the new rows) and wrongly names
+        # sabp: sabp is replaced, the check finds kmpt's stale rows, and the mart is written whole.
+        con.execute("update marts.outcome_scores set value = 0 where participant_id = 'KMPT-0001'")
+        now = {site: [n, str(digest)] for site, (n, digest) in publication._by_site(
+            con, "marts.outcome_scores", [("participant_id", "VARCHAR"), ("value", "DECIMAL(13,1)")]).items()}
+        written = json.loads((second.release / publication.RELEASE_DIGESTS).read_text())
+        digests_file = second.release / publication.RELEASE_DIGESTS
+        record({**now, "sabp": [3, "0"]})
+        third = publication.publish(con, settings.published_db, "run-three")
+        assert "outcome_scores" not in third.by_site
+        working = sorted(con.execute("select * from marts.outcome_scores").fetchall(), key=repr)
+    assert _published_rows(settings, "outcome_scores") == working
+
+
 def _parquet_rows(release: Path, table: str) -> list[tuple]:
     return sorted(duckdb.connect().execute(f"select * from read_parquet('{release / table}.parquet')").fetchall(),
                   key=repr)
