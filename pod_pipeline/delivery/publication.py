@@ -42,6 +42,7 @@ in after both files are written and before either is moved into place: a failure
 three publications as they were.
 """
 
+import contextlib
 import datetime as dt
 import json
 import os
@@ -130,7 +131,8 @@ def publish(con: duckdb.DuckDBPyConnection, target: Path, run_id: str,
         os.replace(staged_db, target)
         _point_link(warehouse / PARQUET_LINK, release)
     finally:
-        con.execute("reset preserve_insertion_order")
+        with contextlib.suppress(duckdb.Error):  # never in the way of the error that ended the try
+            con.execute("reset preserve_insertion_order")
         staged_db.unlink(missing_ok=True)
         Path(f"{staged_db}.wal").unlink(missing_ok=True)
         shutil.rmtree(staged_release, ignore_errors=True)
