@@ -158,7 +158,9 @@ def _write_database(
     table's columns, count and digest (and, for a mart of participants, each site's). `recorded`:
     the published copy's digests by site, as the last publication recorded them, when the
     published file is still the one it wrote."""
-    registered = table_exists(con, "raw", "register")  # a site for each participant's rows
+    # A site for each participant's rows: the raw layer's register (study_id, site).
+    registered = table_exists(con, "raw", "register") and {"study_id", "site"} <= {
+        name for name, _ in columns_of(con, "raw", "register")}
     copied = previous is not None and previous.exists() and registered
     if copied:
         shutil.copyfile(previous, path)
