@@ -125,6 +125,13 @@ def test_score_bounds_are_read_from_the_seed(con: duckdb.DuckDBPyConnection, tmp
     assert above > 0
     assert profile.loc["wemwbs_total", "n_out_of_range"] == above
     assert profile.loc["wemwbs_total", "max_score"] == 60
+    # Each distinct value is judged once, and counted once per row that holds it.
+    rows, distinct, above_distinct = con.execute(
+        "select count(wemwbs_total), count(distinct wemwbs_total), "
+        "count(distinct wemwbs_total) filter (where wemwbs_total > 60) "
+        "from marts.participant_timepoints").fetchone()
+    assert profile.loc["wemwbs_total", "n"] == rows > distinct
+    assert above > above_distinct
     assert profile.drop(index="wemwbs_total")["n_out_of_range"].sum() == 0
 
 

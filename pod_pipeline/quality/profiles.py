@@ -90,8 +90,9 @@ def _score_values(con: duckdb.DuckDBPyConnection, table: str) -> str:
               on {", ".join(f'"{c}"' for c in columns)} into name scale value value)"""
 
 
-def _checked_scores(con: duckdb.DuckDBPyConnection, table: str) -> str:
-    """Each score beside its scale's bounds, decimals and converted values (from the seeds)."""
+def _checked_scores(con: duckdb.DuckDBPyConnection, table: str, values: str | None = None) -> str:
+    """Each score beside its scale's bounds, decimals and converted values (from the seeds);
+    `values`: the scores' SQL, if not every score of the mart (_score_values)."""
     return f"""
         with scales as (
             select scale, cast(min_score as double) as min_score,
@@ -102,7 +103,7 @@ def _checked_scores(con: duckdb.DuckDBPyConnection, table: str) -> str:
             select scale, list(cast(converted_score as double)) as allowed
             from {seed('score_conversions')} group by scale
         ),
-        scores as ({_score_values(con, table)})
+        scores as ({values or _score_values(con, table)})
         select scores.*, scales.min_score, scales.max_score,
             scores.value < scales.min_score or scores.value > scales.max_score
                 as is_out_of_range,
@@ -117,13 +118,19 @@ def _checked_scores(con: duckdb.DuckDBPyConnection, table: str) -> str:
 
 
 def scores(con: duckdb.DuckDBPyConnection, table: str) -> pd.DataFrame:
-    """Scale: n, min, max, the seed's bounds, values out of range or not allowed."""
+    """Scale: n, min, max, the seed's bounds, values out of range or not allowed.
+
+    Each distinct value of a scale is judged once and weighted by its rows: a scale holds a few
+    hundred values at most, repeated for every participant (the three score marts at 1,000,000
+    participants: 2.9 -> 1.4 s)."""
+    distinct = (f"select scale, value, count(*) as n from ({_score_values(con, table)}) "
+                "group by scale, value")
     return con.execute(f"""
-        select scale, count(*) as n, min(value) as min_value, max(value) as max_value,
+        select scale, cast(sum(n) as bigint) as n, min(value) as min_value, max(value) as max_value,
             any_value(min_score) as min_score, any_value(max_score) as max_score,
-            count(*) filter (where is_out_of_range) as n_out_of_range,
-            count(*) filter (where is_not_allowed) as n_not_allowed
-        from ({_checked_scores(con, table)})
+            cast(coalesce(sum(n) filter (where is_out_of_range), 0) as bigint) as n_out_of_range,
+            cast(coalesce(sum(n) filter (where is_not_allowed), 0) as bigint) as n_not_allowed
+        from ({_checked_scores(con, table, distinct)})
         group by scale order by scale
     """).df()
 
