@@ -205,7 +205,7 @@ def test_a_publication_trusts_the_recorded_digests_of_the_file_it_wrote_and_chec
         # sabp: sabp is replaced, the check finds kmpt's stale rows, and the mart is written whole.
         con.execute("update marts.outcome_scores set value = 0 where participant_id = 'KMPT-0001'")
         now = {site: [n, str(digest)] for site, (n, digest) in publication._by_site(
-            con, "marts.outcome_scores", [("participant_id", "VARCHAR"), ("value", "DECIMAL(13,1)")]).items()}
+            con, "marts.outcome_scores", publication._columns(con, "outcome_scores")).items()}
         written = json.loads((second.release / publication.RELEASE_DIGESTS).read_text())
         digests_file = second.release / publication.RELEASE_DIGESTS
         record({**now, "sabp": [3, "0"]})

@@ -122,7 +122,7 @@ def scores(con: duckdb.DuckDBPyConnection, table: str) -> pd.DataFrame:
 
     Each distinct value of a scale is judged once and weighted by its rows: a scale holds a few
     hundred values at most, repeated for every participant (the three score marts at 1,000,000
-    participants: 2.9 -> 1.4 s)."""
+    participants: 2.7 -> 1.5 s)."""
     distinct = (f"select scale, value, count(*) as n from ({_score_values(con, table)}) "
                 "group by scale, value")
     return con.execute(f"""
