@@ -14,7 +14,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from pod_devtools.bench.run import BaselineResult, SizeResult, SuiteResult, _code_at, goals, table
+from pod_devtools.bench.run import BaselineResult, SizeResult, SuiteResult, _change_answers, _code_at, goals, table
 
 
 def _result(n: int, full_s: float, reference_s: float, peak_mb: float = 500.0,
@@ -108,6 +108,7 @@ def test_bench_smoke_run_at_50_and_2000(tmp_path: Path) -> None:
 
     at_50 = report["results"]["50"]
     assert at_50["incremental"]["returncode"] == 0 and at_50["noop"]["returncode"] == 0
+    assert at_50["incremental_changed"] is not None
     assert at_50["noop_started_dbt"] is False
     assert {"step": "pod_dbt_models", "status": "SUCCESS"} in [
         {k: s[k] for k in ("step", "status")} for s in at_50["incremental_steps"]]
@@ -122,3 +123,23 @@ def test_bench_smoke_run_at_50_and_2000(tmp_path: Path) -> None:
     assert report["baseline"] is None and report["suite"] is None
     names = {v["goal"] for v in report["goals"]}
     assert "no-op refresh starts no dbt work" in names and len(names) == 7
+
+
+def test_the_incremental_batch_changes_one_baseline_answer_of_the_participants_it_picks(tmp_path: Path) -> None:
+    """add_batch's change to the REDCap export: a baseline WEMWBS item 1 answer moves one on (5 to
+    1) for the records whose id hashes into the share; every other byte stays as it was."""
+    rows = ["record_id,redcap_event_name,redcap_repeat_instrument,wemwbs_01,wemwbs_02",
+            *(f"P-{i:04d},baseline_arm_1,,{i % 5 + 1},3" for i in range(400)),
+            *(f"P-{i:04d},month_3_arm_1,,2,3" for i in range(400)),
+            "P-0001,baseline_arm_1,carer_questionnaire,2,3", "P-0002,baseline_arm_1,,,3"]
+    export = tmp_path / "redcap_records.csv"
+    export.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    changed = _change_answers(export, 0.10)
+    after = export.read_text(encoding="utf-8").splitlines()
+    moved = [(a, b) for a, b in zip(rows, after, strict=True) if a != b]
+    assert changed == len(moved) and 20 < changed < 70  # about a tenth of 400 baselines
+    for before, now in moved:
+        old, new = before.split(","), now.split(",")
+        assert old[1] == "baseline_arm_1" and old[2] == "" and old[4:] == new[4:] and old[:3] == new[:3]
+        assert new[3] == str(int(old[3]) % 5 + 1)
+    assert _change_answers(export, 0.0) == 0

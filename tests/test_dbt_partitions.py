@@ -60,13 +60,89 @@ def test_a_site_whose_inputs_changed_is_rebuilt_alone(warehouse, settings) -> No
     assert (build.full, build.sites) == (False, ("kmpt",))
     partitions.begin(warehouse, build)
     assert warehouse.execute("select site from audit.dbt_partition_sites").fetchall() == [("kmpt",)]
-    assert build.describe() == "dbt rebuilds the rows of 1 site(s) whose inputs changed: kmpt"
+    assert build.describe() == "dbt rebuilds the rows of the participants whose inputs changed at 1 site(s): kmpt"
     partitions.finish(warehouse, build)
     assert warehouse.execute("select site from audit.dbt_partition_sites").fetchall() == []
     # A new site, and a file a site no longer has, are changes of those sites.
     warehouse.execute("insert into audit.current_inputs values ('register.csv', 'oxf', 'r3')")
     warehouse.execute("delete from audit.current_inputs where site = 'sabp'")
     assert partitions.plan(warehouse, settings).sites == ("oxf", "sabp")
+
+
+# A project of three partitioned models and a cohort-level one: scores from REDCap's records,
+# the relapse chain from the acute-care extract and the load ledger (through a cohort-level table).
+MODELS = {"scores": ["source.pod.redcap.redcap_records"], "exports": ["source.pod.ingestion.load_ledger"],
+          "relapse": ["source.pod.epr.acute_care", "model.pod.exports"],
+          "meetings": ["source.pod.pod_team.network_meetings"]}
+MANIFEST = {
+    "sources": {f"source.pod.{group}.{name}": {"name": name, "schema": "raw"}
+                for group, name in (("redcap", "redcap_records"), ("ingestion", "load_ledger"),
+                                    ("epr", "acute_care"), ("pod_team", "network_meetings"))},
+    "nodes": {f"model.pod.{name}": {"name": name, "resource_type": "model", "depends_on": {"nodes": parents},
+                                    "config": {"meta": {} if name == "exports" else {"site_rows": "participant_id"}}}
+              for name, parents in MODELS.items()},
+    "macros": {},
+}
+
+
+def _digests(con: duckdb.DuckDBPyConnection, file: str, site: str, digests: dict[str, str]) -> None:
+    """As ingestion does when it rebuilds a site's rows of a file (ingest/current.py)."""
+    con.execute("delete from audit.participant_inputs where file = $f and site = $s", {"f": file, "s": site})
+    for participant, digest in digests.items():
+        con.execute("insert into audit.participant_inputs values ($f, $s, $p, $d)",
+                    {"f": file, "s": site, "p": participant, "d": digest})
+    con.execute("update audit.current_inputs set inputs = inputs || '+' where file = $f and site = $s",
+                {"f": file, "s": site})
+
+
+def _rebuilt(con: duckdb.DuckDBPyConnection) -> set[tuple[str, str]]:
+    return set(con.execute("select model, participant_id from audit.dbt_rebuilt_participants").fetchall())
+
+
+def test_a_model_rebuilds_the_participants_whose_rows_changed_in_a_file_it_is_built_from(warehouse, settings) -> None:
+    warehouse.execute("insert into raw.register values ('K1', 'kmpt'), ('K2', 'kmpt'), ('K3', 'kmpt'), "
+                      "('S1', 'sabp')")
+    warehouse.execute("insert into audit.current_inputs values ('acute_care.csv', 'sabp', 'a1'), "
+                      "('network_meetings.csv', 'kmpt', 'n1')")
+    assert partitions.model_files(MANIFEST) == (
+        ("meetings", "network_meetings.csv"), ("relapse", "*"), ("relapse", "acute_care.csv"),
+        ("scores", "redcap_records.csv"))
+    partitions.plan(warehouse, settings, manifest=MANIFEST)  # makes the audit tables
+    _digests(warehouse, "redcap_records.csv", "kmpt", {"K1": "a", "K2": "b"})
+    _digests(warehouse, "network_meetings.csv", "kmpt", {"K1": "m"})
+    first = _built(warehouse, settings, manifest=MANIFEST)
+    assert first.full and _rebuilt(warehouse) == set()
+    # K2's answers change and K3's arrive: scores rebuilds those two; the load ledger changed with
+    # the batch, so the relapse chain rebuilds every kmpt participant; meetings rebuilds none.
+    _digests(warehouse, "redcap_records.csv", "kmpt", {"K1": "a", "K2": "b2", "K3": "c"})
+    build = partitions.plan(warehouse, settings, manifest=MANIFEST)
+    assert (build.full, build.sites, build.changed) == (False, ("kmpt",), ("redcap_records.csv|kmpt",))
+    partitions.begin(warehouse, build)
+    assert _rebuilt(warehouse) == {("scores", "K2"), ("scores", "K3"),
+                                   ("relapse", "K1"), ("relapse", "K2"), ("relapse", "K3")}
+    partitions.finish(warehouse, build)
+    assert _rebuilt(warehouse) == set()
+    # The same rows again (a re-export): nobody's rows changed, but the relapse chain's.
+    _digests(warehouse, "redcap_records.csv", "kmpt", {"K1": "a", "K2": "b2", "K3": "c"})
+    build = _begun(warehouse, settings)
+    assert _rebuilt(warehouse) == {("relapse", "K1"), ("relapse", "K2"), ("relapse", "K3")}
+    partitions.finish(warehouse, build)
+    # K1's meeting is gone: meetings rebuilds K1, whose rows it deletes.
+    _digests(warehouse, "network_meetings.csv", "kmpt", {})
+    build = _begun(warehouse, settings)
+    assert {pair for pair in _rebuilt(warehouse) if pair[0] != "relapse"} == {("meetings", "K1")}
+    partitions.finish(warehouse, build)
+    # A new acute-care extract reaches every participant of its site (its date censors their
+    # follow-up), here sabp's, whose rows nothing else is built from.
+    warehouse.execute("update audit.current_inputs set inputs = 'a2' where file = 'acute_care.csv'")
+    _begun(warehouse, settings)
+    assert _rebuilt(warehouse) == {("relapse", "S1")}
+
+
+def _begun(con: duckdb.DuckDBPyConnection, settings: Settings) -> partitions.BuildPlan:
+    build = partitions.plan(con, settings, manifest=MANIFEST)
+    partitions.begin(con, build)
+    return build
 
 
 @pytest.mark.parametrize("change", ["value_set", "raw_column"])
@@ -168,6 +244,9 @@ def test_a_build_that_may_leave_rows_behind_is_followed_by_a_full_one(warehouse,
         assert json.loads(state[0][1]) == partitions.current_inputs(warehouse)
 
 
+# The participants the build of some participants names: kmpt's three, and SABP-0003 (whose
+# network meeting changed); not SABP-0001, nor SABP-0002 (whose answers change behind its back).
+NAMED = {"KMPT": ("KMPT-0001", "KMPT-0002", "KMPT-0003"), "SABP": ("SABP-0003",)}
 PARTITIONED = ("int_participant_timepoints_scheduled", "int_instrument_scales_scored", "int_timepoint_scores_selected",
                "int_scheduled_instruments_classified", "outcome_scores", "participant_timepoints",
                "service_use_costs", "cost_effectiveness", "missing_assessments", "carer_timepoints",
@@ -189,13 +268,15 @@ def _rows_by_site(con: duckdb.DuckDBPyConnection) -> dict[str, dict[str, list]]:
     return found
 
 
-def test_a_build_of_one_sites_rows_leaves_what_a_full_build_would(tmp_path: Path) -> None:
+def test_a_build_of_some_participants_rows_leaves_what_a_full_build_would(tmp_path: Path) -> None:
     """The hand-made raw layer built in full; then kmpt's register loses KMPT-0003, KMPT-0002
-    withdraws all their data and KMPT-0001's baseline answers change, the reference date moves on
-    seven months, and a build names kmpt alone and the models that depend on the date: kmpt's rows
-    are a full build's at the new date, and so are sabp's rows of the models that depend on it.
-    SABP-0002's answers change too, behind the plan's back: sabp's rows of the other models are
-    those of the first build, which is how we know the build rebuilt kmpt's rows alone."""
+    withdraws all their data and KMPT-0001's baseline answers change, SABP-0003's network meeting
+    changes, the reference date moves on seven months, and a build names kmpt, those four
+    participants for every partitioned model, and the models that depend on the date: the named
+    participants' rows are a full build's at the new date, and so are sabp's rows of the models
+    that depend on it. SABP-0002's answers change too, behind the plan's back: their rows of the
+    other models are those of the first build, which is how we know the build rebuilt the named
+    participants' rows alone."""
     database = tmp_path / "pod_work.duckdb"
     with duckdb.connect(str(database)) as con:
         load_raw_layer(con)
@@ -217,8 +298,14 @@ def test_a_build_of_one_sites_rows_leaves_what_a_full_build_would(tmp_path: Path
             con.execute("update raw.network_meetings set duration_minutes = '95' "
                         "where study_id = 'SABP-0003'")
             con.execute("create schema audit; create table audit.dbt_partition_sites as select 'kmpt' as site")
-            dated = partitions.reference_date_models(json.loads((tmp_path / "target" / "manifest.json").read_text()))
+            manifest = json.loads((tmp_path / "target" / "manifest.json").read_text())
+            dated = partitions.reference_date_models(manifest)
             assert dated == DATED
+            models = sorted({model for model, _ in partitions.model_files(manifest)})
+            assert set(PARTITIONED) < set(models)
+            con.execute("create table audit.dbt_rebuilt_participants as select model, participant_id "
+                        "from unnest($m) as m(model) cross join unnest($p) as p(participant_id)",
+                        {"m": models, "p": [*NAMED["KMPT"], *NAMED["SABP"]]})
             con.execute("create table audit.dbt_whole_models as select unnest($m) as model", {"m": list(dated)})
         # As the pipeline builds some sites: every model, and every test on the rows it reads.
         assert dbt(tmp_path, "build", "--exclude", "resource_type:seed", reference_date=NEXT_DATE,
@@ -240,7 +327,18 @@ def test_a_build_of_one_sites_rows_leaves_what_a_full_build_would(tmp_path: Path
         assert not any(r[0] in ("KMPT-0002", "KMPT-0003") for r in rows), table
     assert any(r[0] == "KMPT-0002" for r in before["KMPT"]["participant_timepoints"])
     undated = [t for t in PARTITIONED if t not in DATED]
-    assert [stepwise["SABP"][t] for t in undated] == [before["SABP"][t] for t in undated]
+
+    def of(rows: list, *participants: str) -> list:
+        return [r for r in rows if r[0] in participants]
+
+    def but(rows: list, *participants: str) -> list:
+        return [r for r in rows if r[0] not in participants]
+
+    # SABP-0003's rows were rebuilt; SABP-0001's and SABP-0002's are the first build's.
+    assert [of(stepwise["SABP"][t], *NAMED["SABP"]) for t in undated] == [of(full["SABP"][t], *NAMED["SABP"])
+                                                                           for t in undated]
+    assert [but(stepwise["SABP"][t], *NAMED["SABP"]) for t in undated] == [but(before["SABP"][t], *NAMED["SABP"])
+                                                                            for t in undated]
     assert [stepwise["SABP"][t] for t in undated] != [full["SABP"][t] for t in undated]
     # The models that depend on the date were rebuilt for sabp too, from its other models' rows
     # (so SABP-0002's answers, changed behind the plan's back, are the first build's there).
@@ -253,23 +351,25 @@ def test_a_build_of_one_sites_rows_leaves_what_a_full_build_would(tmp_path: Path
     assert sabp_month_3 == [("due",)]
     assert stepwise["SABP"]["participant_timepoints"] != before["SABP"]["participant_timepoints"]
     assert stepwise["KMPT"]["int_acute_care_spells_merged"] != before["KMPT"]["int_acute_care_spells_merged"]
-    assert stepwise["SABP"]["network_meetings"] != full["SABP"]["network_meetings"]
+    meetings = [rows["SABP"]["network_meetings"] for rows in (stepwise, full, before)]
+    assert meetings[0] == meetings[1] != meetings[2]
     unique = "unique_combination_outcome_scores_participant_id__parameter__timepoint"
-    # A test reads the rebuilt site's rows only: a duplicate among sabp's rows is not seen, one
-    # among kmpt's is; with no site named, the pipeline's build (no row rebuilt) sees neither and
-    # dbt by hand after a finished build sees both.
+    # A test reads the rebuilt participants' rows only: a duplicate among SABP-0002's rows is not
+    # seen, one among KMPT-0001's is; with no site named, the pipeline's build (no row rebuilt)
+    # sees neither and dbt by hand after a finished build sees both.
     assert [unique in name for name in failing["SABP"]] == [False, False, True]
     assert [unique in name for name in failing["KMPT"]] == [True, False, True]
 
 
 def _failing_tests_with_a_duplicate(tmp: Path, database: Path, site: str) -> list[str]:
-    """The failing tests of outcome_scores with one of `site`'s rows doubled: on this build of
-    kmpt, then with no site named by the pipeline's build and by hand. The table and the named site
-    are left as they were."""
+    """The failing tests of outcome_scores with a row doubled of KMPT-0001 (named) or SABP-0002
+    (not named): on this build, then with no site named by the pipeline's build and by hand. The
+    table and the named site are left as they were."""
+    participant = {"KMPT": "KMPT-0001", "SABP": "SABP-0002"}[site]
     with duckdb.connect(str(database)) as con:
         con.execute("create table audit.saved_outcome_scores as select * from marts.outcome_scores")
         con.execute(f"insert into marts.outcome_scores select * from marts.outcome_scores "
-                    f"where participant_id like '{site}-%' limit 1")
+                    f"where participant_id = '{participant}' limit 1")
     failing = []
     for named, pipeline_build in ((True, True), (False, True), (False, False)):
         if not named:

@@ -1,8 +1,10 @@
-{#- Site partitions (docs/architecture.md, "Site partitions"). Sites are independent up to the
-    cohort-level marts, so a participant-level model is built incrementally: a build that is not a
-    full refresh rebuilds only the rows of the participants of the sites whose inputs changed. The
-    pipeline names those sites in audit.dbt_partition_sites before it starts dbt
-    (pod_pipeline/transform/partitions.py) and runs `dbt build --full-refresh` whenever anything
+{#- Site partitions (docs/architecture.md, "Site partitions"). Sites, and within a site its
+    participants, are independent up to the cohort-level marts, so a participant-level model is
+    built incrementally: a build that is not a full refresh rebuilds only the rows of the
+    participants whose inputs changed. The pipeline names the sites whose inputs changed in
+    audit.dbt_partition_sites and, for each partitioned model, the participants whose rows changed
+    in a file the model is built from in audit.dbt_rebuilt_participants, before it starts dbt
+    (pod_pipeline/transform/partitions.py). It runs `dbt build --full-refresh` whenever anything
     but the sites' inputs and the reference date changed (the project, the settings, dbt itself)
     or the last build did not finish. When the reference date changed, the models that depend on
     it are rebuilt whole (delete every row, insert every participant's): the pipeline names them
@@ -10,11 +12,11 @@
 
     A partitioned model calls site_partitioned() and reads every participant-level input (staging
     views and other partitioned models) through in_rebuilt_partitions(); seeds and cohort-level
-    tables are read whole. Its pre-hook first deletes every row that is not a participant of an
-    unchanged site, so rows of participants who left a register go too. A site's participants are
-    those of its register in the raw layer (raw.register.study_id, staging's participant_id),
-    named here rather than through ref() or source(): a reference made only in an incremental
-    build would have to be declared on every model and mocked in every unit test. -#}
+    tables are read whole. Its pre-hook first deletes the rows of the participants it rebuilds and
+    of any participant no longer in a register (raw.register.study_id, staging's participant_id).
+    The audit tables are named here rather than through ref() or source(): a reference made only
+    in an incremental build would have to be declared on every model and mocked in every unit
+    test. -#}
 
 {% macro site_partitioned() -%}
     {{- config(
@@ -43,13 +45,18 @@
     {{- return(found.columns[0].values()[0] > 0) -}}
 {%- endmacro %}
 
-{#- True for a row of a participant being rebuilt (every participant on a full build). -#}
+{#- True for a row of a participant this model rebuilds (every participant on a full build). -#}
 {% macro in_rebuilt_partitions(column='participant_id') -%}
     {%- if rebuilds_partitions() -%}
-        {{ column }} in ({{ participants_of_sites('select site from audit.dbt_partition_sites') }})
+        {{ column }} in ({{ rebuilt_participants(this.identifier) }})
     {%- else -%}
         true
     {%- endif -%}
+{%- endmacro %}
+
+{#- SQL: the participants whose rows of the model `name` this build rebuilds. -#}
+{% macro rebuilt_participants(name) -%}
+    select participant_id from audit.dbt_rebuilt_participants where model = '{{ name | replace("'", "''") }}'
 {%- endmacro %}
 
 {#- Written in a CTE's header, `name as {{ materialized_on_partial_build() }} (`: on a build of some
@@ -63,29 +70,27 @@
     {%- if rebuilds_partitions() %}materialized{% endif -%}
 {%- endmacro %}
 
-{#- Every row of a model rebuilt whole; else every row that is not a participant of an unchanged site. -#}
+{#- Every row of a model rebuilt whole; else the rows of the participants it rebuilds and of
+    any participant no longer in a register. -#}
 {% macro delete_rebuilt_partitions() -%}
     {%- if this is not none and is_incremental() -%}
         delete from {{ this }}
         {%- if not rebuilt_whole(this.identifier) %}
-        where participant_id not in (
-            select study_id from raw.register
-            where
-                study_id is not null
-                and site not in (select site from audit.dbt_partition_sites)
-        )
+        where
+            participant_id in ({{ rebuilt_participants(this.identifier) }})
+            or participant_id not in (select study_id from raw.register where study_id is not null)
         {%- endif -%}
     {%- endif -%}
 {%- endmacro %}
 
 {#- dbt's own get_where_subquery (a test's `where` config), overridden so that on a build of some
-    sites an error-severity test of a model whose rows belong to sites reads the rebuilt sites'
-    rows only. The model says how its rows belong to a site in meta.site_rows: 'participant_id'
-    (every partitioned model, through site_partitioned()) or 'site' (a staging view of a raw table,
-    whose other sites' rows are those the last build tested, unchanged). Every such model's grain
-    includes the participant or the site, so the rows of the other sites, tested by the build that
-    made them, can neither have changed nor clash with the rebuilt ones (and a pipeline's build
-    that names no site reads none of them). A full refresh, a warning (which must keep reporting
+    sites an error-severity test of a model whose rows belong to sites reads the rebuilt rows
+    only. The model says how its rows belong to a site in meta.site_rows: 'participant_id' (every
+    partitioned model, through site_partitioned(): the participants it rebuilt) or 'site' (a
+    staging view of a raw table, whose other sites' rows are those the last build tested,
+    unchanged: the sites named). Every such model's grain includes the participant or the site,
+    so the rows not read, tested by the build that made them, can neither have changed nor clash
+    with the rebuilt ones (and a pipeline's build that names no site reads none of them). A full refresh, a warning (which must keep reporting
     every row it finds), a test of a source, a model the build rebuilds whole, and dbt run by hand
     after the pipeline's build finished (no site named) test every row. -#}
 {% macro get_where_subquery(relation) -%}
@@ -131,10 +136,5 @@
     {%- if by == 'site' -%}
         {{- return('site in (' ~ sites | join(', ') ~ ')') -}}
     {%- endif -%}
-    {{- return('participant_id in (' ~ participants_of_sites(sites | join(', ')) ~ ')') -}}
-{%- endmacro %}
-
-{#- SQL: the participants (raw.register's study ids) of the sites `sites` lists (SQL). -#}
-{% macro participants_of_sites(sites) -%}
-    select study_id from raw.register where site in ({{ sites }})
+    {{- return('participant_id in (' ~ rebuilt_participants(tested.name) ~ ')') -}}
 {%- endmacro %}

@@ -7,6 +7,7 @@ import platform
 import shutil
 import subprocess
 import sys
+import zlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -34,6 +35,8 @@ class SizeResult:
     steps: list[dict] = field(default_factory=list)
     incremental: dict | None = None
     incremental_steps: list[dict] = field(default_factory=list)
+    # How many of the site's participants the incremental refresh's batch changed (add_batch).
+    incremental_changed: int | None = None
     noop: dict | None = None
     noop_started_dbt: bool | None = None
     # The day after the incremental refresh: nothing new, the reference date one day on (a daily
@@ -127,16 +130,48 @@ def step_durations(data: Path) -> list[dict]:
     return sorted(steps, key=lambda s: -s["seconds"])
 
 
-def add_batch(zone: Path) -> Path:
-    """A new sealed batch at the first site: its newest export again, a day later (a routine re-export)."""
+# The share of the site's participants whose answers the incremental refresh's new batch changes.
+# A cumulative export repeats what the site sent before and adds what happened since: at the
+# national trial's pace (assessments at 0, 3, 6, 12 and 24 months) about one participant in ten
+# has something new in a month. Changing none would measure a re-export that changes nothing,
+# which dbt now skips (transform/partitions.py); changing all would measure a site's first export.
+CHANGED_SHARE = 0.10
+
+
+def add_batch(zone: Path, share: float = CHANGED_SHARE) -> tuple[Path, int]:
+    """A new sealed batch at the first site: its newest export again, a day later, in which the
+    baseline WEMWBS item 1 answer of about `share` of its participants (chosen by a hash of the
+    record id) is another valid answer. Returns the batch and how many participants changed."""
     site = sorted(p for p in zone.iterdir() if p.is_dir())[0]
     newest = sorted(p for p in site.iterdir() if (p / "manifest.json").exists())[-1]
     stamp = dt.datetime.strptime(newest.name, "%Y%m%dT%H%M%SZ") + dt.timedelta(days=1)
     target = site / stamp.strftime("%Y%m%dT%H%M%SZ")
     shutil.copytree(newest, target)
     (target / "manifest.json").unlink()
+    changed = _change_answers(target / "redcap_records.csv", share)
     seal_batch(target)
-    return target
+    return target, changed
+
+
+def _change_answers(path: Path, share: float, field: str = "wemwbs_01") -> int:
+    """Rewrite the REDCap export with `field` at baseline moved one answer on (5 -> 1) for the
+    records whose id hashes into `share`; returns how many rows changed."""
+    changed = 0
+    partial = path.with_suffix(".partial")
+    with path.open(encoding="utf-8", newline="") as source, partial.open("w", encoding="utf-8", newline="") as out:
+        header = source.readline()
+        out.write(header)
+        column = header.rstrip("\r\n").split(",").index(field)
+        for line in source:
+            parts = line.split(",", column + 1)
+            if (len(parts) > column + 1 and parts[1].startswith("baseline_") and not parts[2]
+                    and parts[column] in ("1", "2", "3", "4", "5")
+                    and zlib.crc32(parts[0].encode()) % 1000 < share * 1000):
+                parts[column] = str(int(parts[column]) % 5 + 1)
+                changed += 1
+            out.write(",".join(parts))
+    partial.replace(path)
+    return changed
 
 
 def _as_dict(m: Measurement) -> dict:
@@ -161,7 +196,7 @@ def bench_size(participants: int, work: Path, incremental: bool, noop: bool) -> 
         result.noop_started_dbt = newest_run_id(data) != before and any(
             s["step"] == "pod_dbt_models" and s["status"] == "SUCCESS" for s in step_durations(data))
     if incremental:
-        batch = add_batch(zone)
+        batch, result.incremental_changed = add_batch(zone)
         try:
             result.incremental = _as_dict(_pod_run(zone, data))
             result.incremental_steps = step_durations(data)

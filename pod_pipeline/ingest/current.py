@@ -170,6 +170,7 @@ def _rebuild_site(con: duckdb.DuckDBPyConnection, spec: FileSpec, target: str, s
         con.execute(f"create table {target} as select * from ({plan.rows}) where false", plan.params)
     con.execute(f"delete from {target} where site = $site", {"site": site})
     con.execute(f"insert into {target} by name {plan.rows}", plan.params)
+    _digest_participants(con, spec, target, site)
     con.execute("delete from audit.cross_file_quarantine where file = $f and site = $s",
                 {"f": spec.file, "s": site})
     if spec.uses_register:
@@ -180,6 +181,38 @@ def _rebuild_site(con: duckdb.DuckDBPyConnection, spec: FileSpec, target: str, s
             {**plan.params, "file": spec.file, "sep": SEP, "run_id": run_id,
              "at": dt.datetime.now(dt.UTC).replace(tzinfo=None)})
     return True
+
+
+# The column by which each raw table's rows belong to a participant (the dictionary's belong to
+# the whole site). The digests leave out the lineage, which differs with every batch and which no
+# mart carries, so a participant is rebuilt by dbt only when what their rows say changed, and a
+# cumulative export repeating a site's rows costs the participants it changed. HoNOS keeps each
+# row's place among its participant's rows: a duplicate rating is told apart by its line
+# (int_honos_ratings_windowed), the one use any model makes of a line number.
+PARTICIPANT_KEYS = {"register": "study_id", "redcap_records": "record_id", "honos": "study_id",
+                    "network_meetings": "study_id", "acute_care": "study_id"}
+_ORDERED = ("honos",)
+_NOT_DIGESTED = ("site", "export_id", "source_file", "line_number", "loaded_at")
+
+
+def _digest_participants(con: duckdb.DuckDBPyConnection, spec: FileSpec, target: str, site: str) -> None:
+    """audit.participant_inputs for the site's rows of the file: per participant, the sum of their
+    rows' hashes (free of row order, and duplicates do not cancel) and their rows' count."""
+    con.execute("delete from audit.participant_inputs where file = $f and site = $s",
+                {"f": spec.file, "s": site})
+    key = PARTICIPANT_KEYS.get(spec.table)
+    if key is None:
+        return
+    values = [q(c) for c in _columns(con, target) if c not in _NOT_DIGESTED]
+    rows = f"select * from {target} where site = $s and {q(key)} is not null"
+    if spec.table in _ORDERED:
+        values.append("place")
+        rows = (f"select *, row_number() over (partition by {q(key)} order by line_number) as place "
+                f"from ({rows})")
+    con.execute(
+        f"insert into audit.participant_inputs select $f, $s, {q(key)}, "
+        f"cast(sum(hash({', '.join(values)})) as varchar) || ':' || count(*) "
+        f"from ({rows}) group by {q(key)}", {"f": spec.file, "s": site})
 
 
 def _reference(con: duckdb.DuckDBPyConnection, site: str, register_export: str | None) -> None:

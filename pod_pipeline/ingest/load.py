@@ -41,6 +41,12 @@ create table if not exists audit.cross_file_quarantine (
 create table if not exists audit.current_inputs (
     file varchar not null, site varchar not null, inputs varchar not null
 );
+-- A digest of each participant's rows in each site's raw table of a file, made when the site's
+-- rows are rebuilt (current.py): the dbt build rebuilds the participants whose digests changed
+-- (pod_pipeline/transform/partitions.py).
+create table if not exists audit.participant_inputs (
+    file varchar not null, site varchar not null, participant_id varchar not null, digest varchar not null
+);
 create table if not exists audit.file_columns (
     site varchar not null, export_id varchar not null, file varchar not null,
     position integer not null, "column" varchar not null

@@ -55,8 +55,8 @@ def pod_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, wareh
     settings = warehouse.settings
     with warehouse.connect() as con:
         build = partitions.plan(con, settings, full_refresh=config.full_refresh, selection=context.is_subset)
-        partitions.begin(con, build)
-    context.log.info(build.describe())
+        participants = partitions.begin(con, build)
+    context.log.info(build.describe(None if build.full else participants))
     os.environ.update(settings.dbt_env())
     # Unit tests check the SQL's logic, not the data: the test suite runs them (tests/test_dbt_build.py).
     # dbt's target folder lives in the warehouse, one per warehouse rather than one per run: its

@@ -5,9 +5,17 @@ the macro `site_partitioned()`, dbt_project/macros/site_partitions.sql) are incr
 that is not a full refresh deletes and rebuilds only the rows of the participants of the sites
 named in `audit.dbt_partition_sites`. The other models are small tables rebuilt whole every time.
 
-A site is rebuilt when its raw inputs changed since the last finished build: ingestion keeps a
-digest of what each site's rows of each raw table are built from (`audit.current_inputs`,
-ingest/current.py), and the build records the digests it was made from. Anything else a build
+A site's rows are looked at when its raw inputs changed since the last finished build: ingestion
+keeps a digest of what each site's rows of each raw table are built from (`audit.current_inputs`,
+ingest/current.py), and the build records the digests it was made from. Within such a site, only
+the participants whose rows changed are rebuilt: ingestion also keeps a digest of each
+participant's rows of each file, lineage aside (`audit.participant_inputs`), and the build keeps
+a copy of those it was made from (`audit.dbt_built_participant_inputs`). A model rebuilds the
+participants whose rows changed in a file it is built from (through any chain of models, to the
+dbt sources), named per model in `audit.dbt_rebuilt_participants`. Some changes reach every
+participant of the site: a new data dictionary (REDCap's items), a new acute-care extract (its
+export date is when each participant's follow-up is censored), a file no longer delivered, and,
+for the models that read the load ledger, any new batch. Anything else a build
 depends on, but the reference date, is in the fingerprint: the dbt project's files, the settings
 passed to dbt, dbt's version and the raw tables' columns. When the fingerprint differs, when no
 build has finished since the state was cleared (a first build, a failed or killed one, a build of
@@ -39,6 +47,12 @@ from pod_pipeline.transform.parse import project_files
 STATE_TABLE = "audit.dbt_build_state"
 SITES_TABLE = "audit.dbt_partition_sites"
 WHOLE_TABLE = "audit.dbt_whole_models"
+PARTICIPANTS_TABLE = "audit.dbt_rebuilt_participants"
+BUILT_INPUTS_TABLE = "audit.dbt_built_participant_inputs"
+# Files a change of which reaches every participant of the site (see the module's docstring), and
+# what the dbt sources that are not a site's file (the load ledger, the quarantine) count as.
+SITE_WIDE_FILES = ("redcap_dictionary.csv", "acute_care.csv")
+EVERY_BATCH = "*"
 # The macro every model that depends on the reference date reaches (dbt_project/macros/run_settings.sql).
 REFERENCE_DATE_MACRO = "macro.pod.reference_date"
 
@@ -55,17 +69,27 @@ class BuildPlan:
     inputs: dict[str, str] = field(default_factory=dict, compare=False)
     reference_date: str = ""
     whole: tuple[str, ...] = ()
+    # The 'file|site' inputs that changed, and (model, file): the files each partitioned model is
+    # built from (EVERY_BATCH for the load ledger).
+    changed: tuple[str, ...] = ()
+    model_files: tuple[tuple[str, str], ...] = field(default=(), compare=False)
 
     def dbt_args(self) -> list[str]:
         return ["--full-refresh"] if self.full else []
 
-    def describe(self) -> str:
+    def describe(self, participants: int | None = None) -> str:
+        """What the build rebuilds; `participants`: how many participants' rows changed (begin())."""
         if self.full:
             return f"dbt rebuilds every site ({self.reason})"
         if not self.sites:
             told = "dbt rebuilds no site's rows: no site's inputs changed since the last build"
         else:
-            told = f"dbt rebuilds the rows of {len(self.sites)} site(s) whose inputs changed: {', '.join(self.sites)}"
+            told = (f"dbt rebuilds the rows of the participants whose inputs changed at {len(self.sites)} "
+                    f"site(s): {', '.join(self.sites)}")
+            if participants is not None:
+                told += (f" ({participants} participant(s) whose rows changed; every participant of those "
+                         "sites in the models built from the load ledger, and from a new acute-care "
+                         "extract or data dictionary)")
         if self.whole:
             told += (f"; and, for the new reference date {self.reference_date}, every site's rows of the "
                      f"{len(self.whole)} model(s) that depend on it: {', '.join(self.whole)}")
@@ -100,10 +124,40 @@ def current_inputs(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
         "select file, site, inputs from audit.current_inputs order by file, site").fetchall()}
 
 
+def changed_inputs(before: dict[str, str], now: dict[str, str]) -> tuple[str, ...]:
+    """The 'file|site' raw inputs added, removed or changed between two builds."""
+    return tuple(sorted(key for key in before.keys() | now.keys() if before.get(key) != now.get(key)))
+
+
 def changed_sites(before: dict[str, str], now: dict[str, str]) -> tuple[str, ...]:
     """The sites with a raw input added, removed or changed between two builds."""
-    keys = {key for key in before.keys() | now.keys() if before.get(key) != now.get(key)}
-    return tuple(sorted({key.split("|", 1)[1] for key in keys}))
+    return tuple(sorted({key.split("|", 1)[1] for key in changed_inputs(before, now)}))
+
+
+def model_files(manifest: Mapping) -> tuple[tuple[str, str], ...]:
+    """(model, file) for each site-partitioned model and each landing file its rows are built
+    from, through any chain of models to the dbt sources; EVERY_BATCH stands for the sources that
+    are not a file's raw table (the load ledger, the quarantine), which every batch changes."""
+    from pod_pipeline.ingest.specs import SPECS
+
+    by_table = {spec.table: spec.file for spec in SPECS.values()}
+    files: dict[str, set[str]] = {}
+    for uid, source in manifest.get("sources", {}).items():
+        files[uid] = {by_table.get(source["name"], EVERY_BATCH) if source["schema"] == "raw" else EVERY_BATCH}
+    nodes = manifest["nodes"]
+
+    def reached(uid: str) -> set[str]:
+        if uid not in files:
+            files[uid] = set()  # a cycle cannot occur in dbt's graph; this only ends the walk
+            node = nodes.get(uid)
+            for parent in (node or {}).get("depends_on", {}).get("nodes", []):
+                files[uid] |= reached(parent)
+        return files[uid]
+
+    return tuple(sorted((node["name"], file) for uid, node in nodes.items()
+                        if node["resource_type"] == "model"
+                        and (node["config"].get("meta") or {}).get("site_rows") == "participant_id"
+                        for file in reached(uid)))
 
 
 def reference_date_models(manifest: Mapping) -> tuple[str, ...]:
@@ -154,10 +208,11 @@ def plan(con: duckdb.DuckDBPyConnection, settings: Settings, full_refresh: bool 
         reason = "the dbt project, the settings, dbt or the raw tables' columns changed"
     if reason is not None:
         return BuildPlan(True, tuple(sorted({key.split("|", 1)[1] for key in inputs})), reason, now, inputs, date)
-    whole = ()
-    if previous[0][2] != date:
-        whole = reference_date_models(manifest if manifest is not None else _project_manifest())
-    return BuildPlan(False, changed_sites(json.loads(previous[0][1]), inputs), "", now, inputs, date, whole)
+    manifest = manifest if manifest is not None else _project_manifest()
+    whole = reference_date_models(manifest) if previous[0][2] != date else ()
+    before = json.loads(previous[0][1])
+    return BuildPlan(False, changed_sites(before, inputs), "", now, inputs, date, whole,
+                     changed_inputs(before, inputs), model_files(manifest))
 
 
 def _project_manifest() -> Mapping:
@@ -167,17 +222,60 @@ def _project_manifest() -> Mapping:
     return json.loads(Path(ensure_dbt_manifest()).read_text(encoding="utf-8"))
 
 
-def begin(con: duckdb.DuckDBPyConnection, build: BuildPlan) -> None:
-    """Before dbt starts: name the sites to rebuild, and forget the last build, so that a build that
-    does not finish is followed by a full one (`plan` has made the tables)."""
+def begin(con: duckdb.DuckDBPyConnection, build: BuildPlan) -> int:
+    """Before dbt starts: name the sites and, per model, the participants to rebuild, and forget the
+    last build, so that a build that does not finish is followed by a full one (`plan` has made
+    the tables). Returns how many participants' rows changed in a file (0 on a full build)."""
     con.execute("begin transaction")
     con.execute(f"delete from {STATE_TABLE}")
     con.execute(f"delete from {SITES_TABLE}")
     con.execute(f"delete from {WHOLE_TABLE}")
+    con.execute(f"delete from {PARTICIPANTS_TABLE}")
     _insert_sites(con, build.sites)
     for model in build.whole:
         con.execute(f"insert into {WHOLE_TABLE} values ($m)", {"m": model})
+    changed = 0 if build.full else _insert_rebuilt_participants(con, build)
     con.execute("commit")
+    return changed
+
+
+def _insert_rebuilt_participants(con: duckdb.DuckDBPyConnection, build: BuildPlan) -> int:
+    """audit.dbt_rebuilt_participants: for each partitioned model, the participants whose rows in
+    a file it is built from changed (see the module's docstring). Returns how many participants'
+    rows changed, those reached only as participants of a site aside."""
+    con.execute("create or replace temp table _pod_changed (file varchar, participant_id varchar, "
+                "site_wide boolean)")
+    for key in build.changed:
+        file, site = key.split("|", 1)
+        if file in SITE_WIDE_FILES or key not in build.inputs:
+            con.execute(f"insert into _pod_changed select *, true from ({_participants_of_site()})",
+                        {"f": file, "s": site})
+        else:
+            con.execute(f"""
+                insert into _pod_changed
+                select $f, coalesce(now.participant_id, built.participant_id), false
+                from (select * from audit.participant_inputs where file = $f and site = $s) as now
+                full join (select * from {BUILT_INPUTS_TABLE} where file = $f and site = $s) as built
+                    on now.participant_id = built.participant_id
+                where now.digest is distinct from built.digest""", {"f": file, "s": site})
+    changed = con.execute("select count(distinct participant_id) from _pod_changed where not site_wide"
+                          ).fetchall()[0][0]
+    for site in build.sites:
+        con.execute(f"insert into _pod_changed select *, true from ({_participants_of_site()})",
+                    {"f": EVERY_BATCH, "s": site})
+    con.execute("create or replace temp table _pod_model_files (model varchar, file varchar)")
+    con.executemany("insert into _pod_model_files values (?, ?)", [list(pair) for pair in build.model_files])
+    con.execute(f"insert into {PARTICIPANTS_TABLE} select distinct m.model, c.participant_id "
+                "from _pod_changed c join _pod_model_files m on m.file = c.file")
+    con.execute("drop table _pod_changed")
+    con.execute("drop table _pod_model_files")
+    return changed
+
+
+def _participants_of_site() -> str:
+    """SQL: ($f, each participant of site $s): its current register's, and any its rows were built for."""
+    return (f"select $f, study_id from raw.register where site = $s and study_id is not null "
+            f"union select $f, participant_id from {BUILT_INPUTS_TABLE} where site = $s")
 
 
 def finish(con: duckdb.DuckDBPyConnection, build: BuildPlan, selection: bool = False) -> None:
@@ -190,6 +288,18 @@ def finish(con: duckdb.DuckDBPyConnection, build: BuildPlan, selection: bool = F
     con.execute(f"delete from {STATE_TABLE}")
     con.execute(f"delete from {SITES_TABLE}")
     con.execute(f"delete from {WHOLE_TABLE}")
+    con.execute(f"delete from {PARTICIPANTS_TABLE}")
+    # The participants' digests this build was made from: every one after a full build, else
+    # those of the inputs that changed.
+    if build.full:
+        con.execute(f"delete from {BUILT_INPUTS_TABLE}")
+        con.execute(f"insert into {BUILT_INPUTS_TABLE} select * from audit.participant_inputs")
+    else:
+        for key in build.changed:
+            file, site = key.split("|", 1)
+            con.execute(f"delete from {BUILT_INPUTS_TABLE} where file = $f and site = $s", {"f": file, "s": site})
+            con.execute(f"insert into {BUILT_INPUTS_TABLE} select * from audit.participant_inputs "
+                        "where file = $f and site = $s", {"f": file, "s": site})
     con.execute(f"insert into {STATE_TABLE} (fingerprint, inputs, finished_at, reference_date) "
                 "values ($f, $i, $t, $d)",
                 {"f": build.fingerprint, "i": json.dumps(build.inputs, sort_keys=True),
@@ -208,6 +318,12 @@ def _ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
                 "inputs varchar not null, finished_at timestamp not null)")
     con.execute(f"create table if not exists {SITES_TABLE} (site varchar not null)")
     con.execute(f"create table if not exists {WHOLE_TABLE} (model varchar not null)")
+    con.execute(f"create table if not exists {PARTICIPANTS_TABLE} (model varchar not null, "
+                "participant_id varchar not null)")
+    con.execute("create table if not exists audit.participant_inputs (file varchar not null, "
+                "site varchar not null, participant_id varchar not null, digest varchar not null)")
+    con.execute(f"create table if not exists {BUILT_INPUTS_TABLE} as "
+                "select * from audit.participant_inputs where false")
     # Warehouses built before the reference date left the fingerprint (a null date: the
     # date-dependent models are rebuilt whole on their next build).
     con.execute(f"alter table {STATE_TABLE} add column if not exists reference_date varchar")

@@ -87,8 +87,11 @@ ranked as (
 
 )
 
+-- Without the lineage, which every batch changes: a participant's rows are rebuilt when what
+-- they say changes (pod_pipeline/transform/partitions.py), so no row keeps what only a new batch
+-- would change. The staging view keeps it.
 select
-    *,
+    * exclude (export_id, source_file, line_number, loaded_at),
     timepoint is not null as is_in_window,
     timepoint is not null and window_rank = 1 as is_analysis_record
 
