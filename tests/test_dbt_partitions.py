@@ -110,6 +110,7 @@ def test_a_model_rebuilds_the_participants_whose_rows_changed_in_a_file_it_is_bu
     partitions.plan(warehouse, settings, manifest=MANIFEST)  # makes the audit tables
     _digests(warehouse, "redcap_records.csv", "kmpt", {"K1": "a", "K2": "b"})
     _digests(warehouse, "network_meetings.csv", "kmpt", {"K1": "m"})
+    _digests(warehouse, "register.csv", "kmpt", {"K1": "r", "K2": "r", "K3": "r"})
     first = _built(warehouse, settings, manifest=MANIFEST)
     assert first.full and _rebuilt(warehouse) == set()
     # K2's answers change and K3's arrive: scores rebuilds those two; the load ledger changed with
@@ -135,8 +136,15 @@ def test_a_model_rebuilds_the_participants_whose_rows_changed_in_a_file_it_is_bu
     # A new acute-care extract reaches every participant of its site (its date censors their
     # follow-up), here sabp's, whose rows nothing else is built from.
     warehouse.execute("update audit.current_inputs set inputs = 'a2' where file = 'acute_care.csv'")
-    _begun(warehouse, settings)
+    build = _begun(warehouse, settings)
     assert _rebuilt(warehouse) == {("relapse", "S1")}
+    partitions.finish(warehouse, build)
+    # K3 leaves kmpt's register: a change of a register reaches every model, built from it or not,
+    # so that K3's rows leave them all.
+    _digests(warehouse, "register.csv", "kmpt", {"K1": "r", "K2": "r"})
+    _begun(warehouse, settings)
+    assert {pair for pair in _rebuilt(warehouse) if pair[1] == "K3"} == {
+        ("scores", "K3"), ("meetings", "K3"), ("relapse", "K3")}
 
 
 def _begun(con: duckdb.DuckDBPyConnection, settings: Settings) -> partitions.BuildPlan:

@@ -12,7 +12,8 @@ the participants whose rows changed are rebuilt: ingestion also keeps a digest o
 participant's rows of each file, lineage aside (`audit.participant_inputs`), and the build keeps
 a copy of those it was made from (`audit.dbt_built_participant_inputs`). A model rebuilds the
 participants whose rows changed in a file it is built from (through any chain of models, to the
-dbt sources), named per model in `audit.dbt_rebuilt_participants`. Some changes reach every
+dbt sources), named per model in `audit.dbt_rebuilt_participants`; a change of a register
+reaches every model, so a participant gone from a register leaves every model. Some changes reach every
 participant of the site: a new data dictionary (REDCap's items), a new acute-care extract (its
 export date is when each participant's follow-up is censored), a file no longer delivered, and,
 for the models that read the load ledger, any new batch. Anything else a build
@@ -53,6 +54,7 @@ BUILT_INPUTS_TABLE = "audit.dbt_built_participant_inputs"
 # what the dbt sources that are not a site's file (the load ledger, the quarantine) count as.
 SITE_WIDE_FILES = ("redcap_dictionary.csv", "acute_care.csv")
 EVERY_BATCH = "*"
+REGISTER = "register.csv"
 # The macro every model that depends on the reference date reaches (dbt_project/macros/run_settings.sql).
 REFERENCE_DATE_MACRO = "macro.pod.reference_date"
 
@@ -265,8 +267,11 @@ def _insert_rebuilt_participants(con: duckdb.DuckDBPyConnection, build: BuildPla
                     {"f": EVERY_BATCH, "s": site})
     con.execute("create or replace temp table _pod_model_files (model varchar, file varchar)")
     con.executemany("insert into _pod_model_files values (?, ?)", [list(pair) for pair in build.model_files])
+    # A change of a register reaches every model, built from it or not: a participant gone from a
+    # register has their rows deleted from every model (macro delete_rebuilt_partitions).
     con.execute(f"insert into {PARTICIPANTS_TABLE} select distinct m.model, c.participant_id "
-                "from _pod_changed c join _pod_model_files m on m.file = c.file")
+                "from _pod_changed c join (select distinct model, file from _pod_model_files "
+                f"union all select distinct model, '{REGISTER}' from _pod_model_files) m on m.file = c.file")
     con.execute("drop table _pod_changed")
     con.execute("drop table _pod_model_files")
     return changed
