@@ -1,9 +1,12 @@
-"""Site partitions of the dbt build: which sites a build rebuilds, and when it must rebuild all.
+"""Partitions of the dbt build: which sites and participants a build rebuilds, and when it must
+rebuild all.
 
-Sites are independent until the cohort-level marts. The participant-level models (those that call
-the macro `site_partitioned()`, dbt_project/macros/site_partitions.sql) are incremental: a build
-that is not a full refresh deletes and rebuilds only the rows of the participants of the sites
-named in `audit.dbt_partition_sites`. The other models are small tables rebuilt whole every time.
+Sites, and within a site its participants, are independent until the cohort-level marts. The
+participant-level models (those that call the macro `site_partitioned()`,
+dbt_project/macros/site_partitions.sql) are incremental: a build that is not a full refresh
+deletes and rebuilds only the rows of the participants named for each model in
+`audit.dbt_rebuilt_participants`, at the sites named in `audit.dbt_partition_sites`. The other
+models are small tables rebuilt whole every time.
 
 A site's rows are looked at when its raw inputs changed since the last finished build: ingestion
 keeps a digest of what each site's rows of each raw table are built from (`audit.current_inputs`,
