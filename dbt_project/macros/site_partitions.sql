@@ -90,9 +90,10 @@
     staging view of a raw table, whose other sites' rows are those the last build tested,
     unchanged: the sites named). Every such model's grain includes the participant or the site,
     so the rows not read, tested by the build that made them, can neither have changed nor clash
-    with the rebuilt ones (and a pipeline's build that names no site reads none of them). A full refresh, a warning (which must keep reporting
-    every row it finds), a test of a source, a model the build rebuilds whole, and dbt run by hand
-    after the pipeline's build finished (no site named) test every row. -#}
+    with the rebuilt ones (and a pipeline's build that names no site reads none of them). A full
+    refresh, a warning (which must keep reporting every row it finds), a test of a source, a
+    model the build rebuilds whole, and dbt run by hand after the pipeline's build finished (no
+    site named) test every row. -#}
 {% macro get_where_subquery(relation) -%}
     {%- set conditions = [] -%}
     {%- set where = config.get('where', '') -%}
