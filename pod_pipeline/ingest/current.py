@@ -189,6 +189,13 @@ def _rebuild_site(con: duckdb.DuckDBPyConnection, spec: FileSpec, target: str, s
 # cumulative export repeating a site's rows costs the participants it changed. HoNOS keeps each
 # row's place among its participant's rows: a duplicate rating is told apart by its line
 # (int_honos_ratings_windowed), the one use any model makes of a line number.
+# A digest of each participant's rows in each site's raw table of a file, made when the site's rows
+# are rebuilt: the dbt build rebuilds the participants whose digests changed (transform/partitions.py).
+PARTICIPANT_INPUTS_DDL = """
+create table if not exists audit.participant_inputs (
+    file varchar not null, site varchar not null, participant_id varchar not null, digest varchar not null
+)
+"""
 PARTICIPANT_KEYS = {"register": "study_id", "redcap_records": "record_id", "honos": "study_id",
                     "network_meetings": "study_id", "acute_care": "study_id"}
 _ORDERED = ("honos",)

@@ -15,7 +15,7 @@ from pathlib import Path
 import duckdb
 
 from pod_pipeline.identifiers import hmac_pads
-from pod_pipeline.ingest import ledger, rules
+from pod_pipeline.ingest import current, ledger, rules
 from pod_pipeline.ingest.csvfile import FileRejected, StagedFile, drop_staged, stage_file
 from pod_pipeline.ingest.rules import SEP
 from pod_pipeline.ingest.specs import FileSpec
@@ -40,12 +40,6 @@ create table if not exists audit.cross_file_quarantine (
 -- What each site's raw rows of a file were last built from (see current.refresh).
 create table if not exists audit.current_inputs (
     file varchar not null, site varchar not null, inputs varchar not null
-);
--- A digest of each participant's rows in each site's raw table of a file, made when the site's
--- rows are rebuilt (current.py): the dbt build rebuilds the participants whose digests changed
--- (pod_pipeline/transform/partitions.py).
-create table if not exists audit.participant_inputs (
-    file varchar not null, site varchar not null, participant_id varchar not null, digest varchar not null
 );
 create table if not exists audit.file_columns (
     site varchar not null, export_id varchar not null, file varchar not null,
@@ -85,6 +79,7 @@ class FileOutcome:
 def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
     ledger.ensure(con)
     con.execute(QUARANTINE_DDL)
+    con.execute(current.PARTICIPANT_INPUTS_DDL)
 
 
 def quarantine_file(con: duckdb.DuckDBPyConnection, site: str, export_id: str, file: str,

@@ -44,6 +44,8 @@ from pathlib import Path
 import duckdb
 from dbt.version import __version__ as dbt_version
 
+from pod_pipeline.ingest.current import PARTICIPANT_INPUTS_DDL
+from pod_pipeline.ingest.specs import SPECS
 from pod_pipeline.settings import DBT_PROJECT_DIR, Settings
 from pod_pipeline.sql import table_exists
 from pod_pipeline.transform.parse import project_files
@@ -143,8 +145,6 @@ def model_files(manifest: Mapping) -> tuple[tuple[str, str], ...]:
     """(model, file) for each site-partitioned model and each landing file its rows are built
     from, through any chain of models to the dbt sources; EVERY_BATCH stands for the sources that
     are not a file's raw table (the load ledger, the quarantine), which every batch changes."""
-    from pod_pipeline.ingest.specs import SPECS
-
     by_table = {spec.table: spec.file for spec in SPECS.values()}
     files: dict[str, set[str]] = {}
     for uid, source in manifest.get("sources", {}).items():
@@ -328,8 +328,7 @@ def _ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(f"create table if not exists {WHOLE_TABLE} (model varchar not null)")
     con.execute(f"create table if not exists {PARTICIPANTS_TABLE} (model varchar not null, "
                 "participant_id varchar not null)")
-    con.execute("create table if not exists audit.participant_inputs (file varchar not null, "
-                "site varchar not null, participant_id varchar not null, digest varchar not null)")
+    con.execute(PARTICIPANT_INPUTS_DDL)
     con.execute(f"create table if not exists {BUILT_INPUTS_TABLE} as "
                 "select * from audit.participant_inputs where false")
     # Warehouses built before the reference date left the fingerprint (a null date: the
