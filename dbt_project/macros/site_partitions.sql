@@ -85,15 +85,16 @@
 
 {#- dbt's own get_where_subquery (a test's `where` config), overridden so that on a build of some
     sites an error-severity test of a model whose rows belong to sites reads the rebuilt rows
-    only. The model says how its rows belong to a site in meta.site_rows: 'participant_id' (every
-    partitioned model, through site_partitioned(): the participants it rebuilt) or 'site' (a
-    staging view of a raw table, whose other sites' rows are those the last build tested,
-    unchanged: the sites named). Every such model's grain includes the participant or the site,
-    so the rows not read, tested by the build that made them, can neither have changed nor clash
-    with the rebuilt ones (and a pipeline's build that names no site reads none of them). A full
-    refresh, a warning (which must keep reporting every row it finds), a test of a source, a
-    model the build rebuilds whole, and dbt run by hand after the pipeline's build finished (no
-    site named) test every row. -#}
+    only. The model (or source) says how its rows belong to a site in meta.site_rows:
+    'participant_id' (every partitioned model, through site_partitioned(): the participants it
+    rebuilt) or 'site' (a raw table that ingestion rebuilds site by site, and a staging view of
+    one, whose other sites' rows are those the last build tested, unchanged: the sites named).
+    Every such model's grain, and every key a test of such a source holds unique, includes the
+    participant or the site, so the rows not read, tested by the build that made them, can
+    neither have changed nor clash with the rebuilt ones (and a pipeline's build that names no
+    site reads none of them). A full refresh, a warning (which must keep reporting every row it
+    finds), a source or model without meta.site_rows, a model the build rebuilds whole, and dbt
+    run by hand after the pipeline's build finished (no site named) test every row. -#}
 {% macro get_where_subquery(relation) -%}
     {%- set conditions = [] -%}
     {%- set where = config.get('where', '') -%}
@@ -116,6 +117,10 @@
         {{- return('') -}}
     {%- endif -%}
     {%- set tested = graph.nodes.get(model.get('attached_node') or '') -%}
+    {%- set parents = model.get('depends_on', {}).get('nodes', []) -%}
+    {%- if not tested and parents | length == 1 and parents[0].startswith('source.') -%}
+        {%- set tested = graph.sources.get(parents[0]) -%}
+    {%- endif -%}
     {%- set by = (tested.config.meta or {}).get('site_rows') if tested else none -%}
     {%- if by not in ('participant_id', 'site') or rebuilt_whole(tested.name) -%}
         {{- return('') -}}
