@@ -14,6 +14,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from pod_devtools.bench import run as bench_run
 from pod_devtools.bench.run import BaselineResult, SizeResult, SuiteResult, _change_answers, _code_at, goals, table
 
 
@@ -65,6 +66,19 @@ def test_the_baseline_is_the_committed_code_at_its_revision(tmp_path: Path) -> N
     assert (code / "pod_pipeline" / "app" / "cli.py").is_file()
     assert (code / "dbt_project" / "dbt_project.yml").is_file()
     assert not (code / ".git").exists() and not (code / ".venv").exists()
+
+
+def test_a_baseline_that_cannot_be_read_fails_before_anything_is_measured(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run from a copy that is not a git checkout, the baseline's `git archive` fails: at once,
+    saying what to do, rather than after every size's runs (whose figures would be lost)."""
+    monkeypatch.setattr(bench_run, "PROJECT_ROOT", tmp_path / "not-a-checkout")
+    (tmp_path / "not-a-checkout").mkdir()
+    measured = []
+    monkeypatch.setattr(bench_run, "bench_size", lambda *args, **kwargs: measured.append(args))
+    with pytest.raises(RuntimeError, match="cannot be read .*--baseline ''"):
+        bench_run.main([50], tmp_path / "out", tmp_path / "work", baseline_ref="HEAD")
+    assert measured == []
 
 
 @pytest.mark.slow

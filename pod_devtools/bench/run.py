@@ -214,15 +214,19 @@ def _code_at(ref: str, folder: Path) -> Path:
     folder.mkdir(parents=True)
     archive = subprocess.run(["git", "-C", str(PROJECT_ROOT), "archive", ref], capture_output=True, check=False)
     if archive.returncode:
-        raise RuntimeError(f"git archive {ref} failed: {archive.stderr.decode(errors='replace')[-500:]}")
+        raise RuntimeError(f"the baseline's code at {ref} cannot be read (git archive: "
+                           f"{archive.stderr.decode(errors='replace').strip()[-500:]}); run the benchmark "
+                           "from a git checkout that has that revision, or pass --baseline ''")
     subprocess.run(["tar", "-x", "-C", str(folder)], input=archive.stdout, check=True)
     return folder
 
 
-def bench_baseline(ref: str, participants: int, work: Path, rounds: int = 2) -> BaselineResult:
-    """Full refreshes at study scale by this code and by the code at `ref`, in turns, one venv."""
+def bench_baseline(ref: str, participants: int, work: Path, rounds: int = 2,
+                   code: Path | None = None) -> BaselineResult:
+    """Full refreshes at study scale by this code and by the code at `ref` (already unpacked in
+    `code`, else unpacked here), in turns, one venv."""
     zone = zone_for(participants, work / "zones")
-    code = _code_at(ref, work / f"baseline-{ref}")
+    code = code or _code_at(ref, work / f"baseline-{ref}")
     result = BaselineResult(ref, participants, [], [])
     for turn in range(rounds):
         for label, cwd in (("new", None), ("baseline", code)):
@@ -325,6 +329,9 @@ def table(results: dict[int, SizeResult], verdicts: list[dict], baseline: Baseli
 def main(sizes: list[int], out: Path, work: Path, incremental_at: int | None = None,
          noop_at: int = 100_000, baseline_ref: str | None = BASELINE_REF, suite: bool = False) -> int:
     incremental_at = max(sizes) if incremental_at is None else incremental_at
+    # The baseline's code first: a revision that cannot be read (not in this repository, or the
+    # project not a git checkout) fails here, not after the sizes' runs.
+    baseline_code = _code_at(baseline_ref, work / f"baseline-{baseline_ref}") if baseline_ref else None
     results: dict[int, SizeResult] = {}
     for n in sizes:
         print(f"bench: {n:,} participants ...", flush=True)
@@ -334,7 +341,7 @@ def main(sizes: list[int], out: Path, work: Path, incremental_at: int | None = N
     baseline = None
     if baseline_ref:
         print(f"bench: study scale, this code against {baseline_ref} ...", flush=True)
-        baseline = bench_baseline(baseline_ref, min(sizes), work)
+        baseline = bench_baseline(baseline_ref, min(sizes), work, code=baseline_code)
     suite_result = None
     if suite:
         print("bench: clean-clone make test and pod run --force ...", flush=True)
