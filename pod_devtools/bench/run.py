@@ -221,12 +221,10 @@ def _code_at(ref: str, folder: Path) -> Path:
     return folder
 
 
-def bench_baseline(ref: str, participants: int, work: Path, rounds: int = 2,
-                   code: Path | None = None) -> BaselineResult:
-    """Full refreshes at study scale by this code and by the code at `ref` (already unpacked in
-    `code`, else unpacked here), in turns, one venv."""
+def bench_baseline(ref: str, code: Path, participants: int, work: Path, rounds: int = 2) -> BaselineResult:
+    """Full refreshes at study scale by this code and by the code at `ref` (unpacked in `code`,
+    `_code_at`), in turns, one venv."""
     zone = zone_for(participants, work / "zones")
-    code = code or _code_at(ref, work / f"baseline-{ref}")
     result = BaselineResult(ref, participants, [], [])
     for turn in range(rounds):
         for label, cwd in (("new", None), ("baseline", code)):
@@ -341,7 +339,7 @@ def main(sizes: list[int], out: Path, work: Path, incremental_at: int | None = N
     baseline = None
     if baseline_ref:
         print(f"bench: study scale, this code against {baseline_ref} ...", flush=True)
-        baseline = bench_baseline(baseline_ref, min(sizes), work, code=baseline_code)
+        baseline = bench_baseline(baseline_ref, baseline_code, min(sizes), work)
     suite_result = None
     if suite:
         print("bench: clean-clone make test and pod run --force ...", flush=True)
