@@ -16,7 +16,6 @@ import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-from scipy import stats
 
 from pod_pipeline.analysis.tables import BASELINE, sort_timepoints
 
@@ -81,6 +80,7 @@ group by all
 
 def paired_statistics(changes: np.ndarray) -> dict[str, float | None]:
     """Mean change, its 95% t interval, paired t and Wilcoxon signed-rank p, and Cohen's dz."""
+    from scipy import stats  # here, not with the module: see survival.py
     result: dict[str, float | None] = dict.fromkeys(PAIRED_COLUMNS)
     if len(changes) == 0:
         return result
@@ -116,6 +116,7 @@ def wilcoxon_p(changes: np.ndarray) -> float:
     per sign flip (up to 8,192 calls, about half a second a group); the same test is run here with
     the statistic computed for every flip at once. Any other sample goes to scipy unchanged.
     """
+    from scipy import stats
     nonzero = changes[changes != 0]
     has_zeros_or_ties = len(nonzero) < len(changes) or len(np.unique(np.abs(nonzero))) < len(nonzero)
     if len(changes) > PERMUTATION_MAX_N or not has_zeros_or_ties:
@@ -134,6 +135,7 @@ def wilcoxon_p(changes: np.ndarray) -> float:
 
 def mean_interval(n: pd.Series, mean: pd.Series, sd: pd.Series) -> tuple[pd.Series, pd.Series]:
     """95% t interval of a mean from n, mean and sd (missing below n = 2)."""
+    from scipy import stats
     n = n.astype(float).where(n >= 2)
     half_width = stats.t.ppf(0.975, n - 1) * sd / np.sqrt(n)
     return mean - half_width, mean + half_width

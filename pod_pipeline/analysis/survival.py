@@ -12,11 +12,12 @@ likely too narrow. Otherwise the variance is the model's. The robust variance's 
 are statsmodels' own, computed in one pass by `CoxModel` (9 s at 1,000,000 participants where
 statsmodels' loop took 107 s).
 
-statsmodels is imported where it is used (and `cox.py` with it), not with this module: every
-process loading the Dagster definitions imports this module, and a run imports statsmodels while
-dbt runs (transform/assets.py).
+statsmodels and scipy are imported where they are used (and `cox.py` with statsmodels), not with
+this module: every process loading the Dagster definitions imports this module, and a run imports
+them while dbt runs (transform/assets.py).
 """
 
+import functools
 import math
 import warnings
 from dataclasses import dataclass
@@ -24,7 +25,6 @@ from dataclasses import dataclass
 import duckdb
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from pod_pipeline.analysis.economics import COMPARATOR, INTERVENTION
 
@@ -34,7 +34,15 @@ AT_RISK_TIMES = (0, 182, 365, 548, 730)
 FEW_CLUSTERS = 20
 # |log HR| beyond this means the partial likelihood had no maximum (one arm's events alone).
 MAX_LOG_HR = 15.0
-Z95 = float(stats.norm.ppf(0.975))
+
+
+@functools.cache
+def z95() -> float:
+    """The standard normal's 97.5th percentile (scipy's, to the last bit)."""
+    from scipy import stats
+
+    return float(stats.norm.ppf(0.975))
+
 
 # Every relation the SQL below reads: the analysis is computed again when one changes (memo.py).
 INPUTS = ("marts.time_to_relapse",)
@@ -92,7 +100,7 @@ def loglog_interval(survival: float, se: float) -> tuple[float, float]:
     """95% interval of S on the log(−log S) scale: S^exp(±z·se/(S·|ln S|)); none at S = 0 or 1."""
     if not 0 < survival < 1 or not np.isfinite(se):
         return math.nan, math.nan
-    width = Z95 * se / (survival * abs(math.log(survival)))
+    width = z95() * se / (survival * abs(math.log(survival)))
     return float(survival ** math.exp(width)), float(survival ** math.exp(-width))
 
 
@@ -137,6 +145,7 @@ def cox_arm(
     time: np.ndarray, event: np.ndarray, is_pod: np.ndarray, unit: np.ndarray | None
 ) -> dict[str, object]:
     """Hazard ratio POD versus TAU with its 95% interval and Wald p, robust over `unit` if given."""
+    from scipy import stats
     from statsmodels.tools.sm_exceptions import ConvergenceWarning
 
     from pod_pipeline.analysis.cox import CoxModel
@@ -153,8 +162,8 @@ def cox_arm(
                         "the other is at risk): no hazard ratio"}
     return {
         "hazard_ratio": math.exp(beta),
-        "hr_ci95_low": math.exp(beta - Z95 * se),
-        "hr_ci95_high": math.exp(beta + Z95 * se),
+        "hr_ci95_low": math.exp(beta - z95() * se),
+        "hr_ci95_high": math.exp(beta + z95() * se),
         "p_value": float(2 * stats.norm.sf(abs(beta / se))),
     }
 
