@@ -58,3 +58,17 @@ def test_relapse_analysis_joins_the_graph_once_its_mart_is_built() -> None:
     keys = {line.split(": ", 1)[1] for line in graph()["assets"]}
     assert ("marts/relapse_summary" in keys) == HAS_TIME_TO_RELAPSE
     assert ("marts/time_to_relapse" in keys) == HAS_TIME_TO_RELAPSE
+
+
+def test_loading_the_definitions_leaves_the_heavy_libraries_to_the_steps_that_use_them() -> None:
+    """Every process loading the definitions and the runner (the UI, each `pod run`, each test)
+    would pay for them; a run imports them in the background where it waits (preload.py)."""
+    import subprocess
+    import sys
+
+    heavy = ("scipy", "statsmodels", "matplotlib", "great_expectations", "dagster_postgres")
+    loaded = subprocess.run(
+        [sys.executable, "-c", "import sys, json, pod_pipeline.definitions, pod_pipeline.app.runner; "
+                               f"print(json.dumps([m for m in {heavy!r} if m in sys.modules]))"],
+        capture_output=True, text=True, check=True).stdout
+    assert json.loads(loaded) == []
