@@ -69,3 +69,35 @@ def test_a_thumbnail_is_the_figure_resampled_to_scale() -> None:
         # Not blank: the plot's lines and labels survive the resampling.
         assert len(set(thumb.convert("L").getdata())) > 10
     assert len(small) < len(full)
+
+
+def test_a_figure_is_drawn_again_only_when_its_tables_change(tmp_path, monkeypatch) -> None:
+    drawn = []
+
+    def trajectories(outcomes: pd.DataFrame):
+        drawn.append(outcomes["mean_ci95_high"].iloc[-1])
+        return figures.outcome_trajectories(outcomes)
+
+    tables = {"outcomes": _outcome_summary()}
+    monkeypatch.setattr(figures, "_figure_inputs",
+                        lambda study: {"outcome_trajectories": (trajectories, (tables["outcomes"],))})
+    first = figures.render(None, tmp_path)["outcome_trajectories"]
+    assert figures.render(None, tmp_path)["outcome_trajectories"] == first
+    assert len(drawn) == 1
+    assert first == figures.png_bytes(figures.outcome_trajectories(_outcome_summary()))
+
+    # One value of one cell, or only a column's type, is another figure.
+    tables["outcomes"] = _outcome_summary().assign(mean_ci95_high=lambda t: t["mean_ci95_high"] + 1)
+    assert figures.render(None, tmp_path)["outcome_trajectories"] != first
+    tables["outcomes"] = _outcome_summary().astype({"mean_ci95_low": "float32"})
+    figures.render(None, tmp_path)
+    assert len(drawn) == 3
+
+    # The cache keeps the most recently used few of each figure (blank ones here: quicker).
+    monkeypatch.setattr(figures, "_figure_inputs", lambda study: {"outcome_trajectories": (
+        lambda table: figures._figure(0.5, 0.5, layout=None), (tables["outcomes"],))})
+    for shift in range(figures.CACHED_PER_FIGURE + 2):
+        tables["outcomes"] = _outcome_summary().assign(mean=shift)
+        figures.render(None, tmp_path)
+    assert len(list(tmp_path.glob("outcome_trajectories-*.png"))) == figures.CACHED_PER_FIGURE
+    assert not list(tmp_path.glob("*.partial"))

@@ -4,6 +4,7 @@ import base64
 import datetime as dt
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -240,26 +241,31 @@ def _relapse_metadata(result: survival.RelapseAnalysis) -> Results:
 
 @dg.asset(key=FIGURES, group_name=GROUP, pool=POOL, kinds={"python"}, deps=FIGURE_SOURCES)
 def study_figures(warehouse: Warehouse) -> dg.MaterializeResult:
-    """The study's figures: one PNG per figure in <warehouse>/figures/, redrawn every run."""
+    """The study's figures: one PNG per figure in <warehouse>/figures/, drawn again each run
+    where its tables changed (figures.render)."""
     folder = warehouse.settings.warehouse_dir / "figures"
     folder.mkdir(parents=True, exist_ok=True)
     with warehouse.connect(read_only=True) as con:
         study = tables.load_tables(con)
-    drawn = figures.draw_figures(study)
+    drawn = figures.render(study, _figure_cache(warehouse))
     for stale in folder.glob("*.png"):
         if stale.stem not in drawn:
             stale.unlink()
     metadata: dict[str, object] = {"figures": len(drawn)}
     thumbnails = []
-    for name, figure in drawn.items():
+    for name, png in drawn.items():
         path = folder / f"{name}.png"
-        png = figures.png_bytes(figure)
         path.write_bytes(png)
         metadata[name] = dg.MetadataValue.path(str(path))
         thumbnail = base64.b64encode(figures.thumbnail(png, 45 / 110)).decode("ascii")
         thumbnails.append(f"**{name}**\n\n![{name}](data:image/png;base64,{thumbnail})")
     metadata["preview"] = dg.MetadataValue.md("\n\n".join(thumbnails))
     return dg.MaterializeResult(metadata=metadata)
+
+
+def _figure_cache(warehouse: Warehouse) -> Path:
+    """Drawn figures by what they were drawn from, for both reports (figures.render)."""
+    return warehouse.settings.warehouse_dir / "figure_cache"
 
 
 def _write_report(
@@ -273,8 +279,7 @@ def _write_report(
     suppressed = 0
     if external:
         study, suppressed = disclosure.protect(study, threshold)
-        images = {name: figures.png_bytes(figure)
-                  for name, figure in figures.draw_figures(study).items()}
+        images = figures.render(study, _figure_cache(warehouse))
         notes = [disclosure.note(threshold)]
     else:
         images = {path.stem: path.read_bytes()
