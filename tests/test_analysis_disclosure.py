@@ -192,3 +192,17 @@ def _empty_study() -> tables.StudyTables:
     completeness = pd.DataFrame(columns=["timepoint", "instrument", "site", "expected", "scored", "pct_scored"])
     ce = pd.DataFrame(columns=economics.SUMMARY_COLUMNS)
     return tables.StudyTables(flow, outcomes, completeness, ce, pd.DataFrame(), pd.DataFrame())
+
+
+def test_a_table_protection_left_as_it_was_is_drawn_from_the_original() -> None:
+    at_risk = pd.DataFrame({"arm": ["POD"] * 3 + ["TAU"] * 3, "time_days": [0, 182, 365] * 2,
+                            "n_at_risk": [60, 40, 20, 60, 50, 30]})
+    hidden = at_risk.assign(n_at_risk=[60, 40, 5, 60, 50, 30])
+    for table, kept in ((at_risk, True), (hidden, False)):
+        study = replace(_empty_study(), relapse_at_risk=table)
+        protected, suppressed = disclosure.protect(study, THRESHOLD)
+        assert protected.relapse_at_risk["n_at_risk"].dtype == object  # a text-capable column either way
+        drawn = disclosure.unchanged_kept(protected, study)
+        assert (drawn.relapse_at_risk is table) == kept == (suppressed == 0)
+        if not kept:
+            assert drawn.relapse_at_risk is protected.relapse_at_risk

@@ -278,8 +278,9 @@ def _write_report(
         batches = tables.landing_batches(con, with_row_counts=not external)
     suppressed = 0
     if external:
-        study, suppressed = disclosure.protect(study, threshold)
-        images = figures.render(study, _figure_cache(warehouse))
+        protected, suppressed = disclosure.protect(study, threshold)
+        images = figures.render(disclosure.unchanged_kept(protected, study), _figure_cache(warehouse))
+        study = protected
         notes = [disclosure.note(threshold)]
     else:
         images = {path.stem: path.read_bytes()

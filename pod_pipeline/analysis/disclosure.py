@@ -12,7 +12,7 @@ would give the count back.
 """
 
 from collections.abc import Hashable, Iterable
-from dataclasses import replace
+from dataclasses import fields, replace
 
 import pandas as pd
 
@@ -159,6 +159,23 @@ def protect(tables: StudyTables, threshold: int) -> tuple[StudyTables, int]:
     )
     hidden = flow_hidden + outcome_hidden + completeness_hidden + ce_hidden + relapse_hidden + at_risk_hidden
     return protected, hidden
+
+
+def unchanged_kept(protected: StudyTables, original: StudyTables) -> StudyTables:
+    """The protected tables, each replaced by its original where protection changed no value.
+
+    Protection turns a table's count columns to text-capable ones whether or not it hides a cell,
+    so a table it left as it was still differs in type. A figure drawn from the original is then
+    the team's own drawing (figures.render draws it once for both reports). Equal as objects means
+    equal: protection only ever puts the marker or a blank where a value was.
+    """
+    kept = {}
+    for field in fields(StudyTables):
+        shown, table = getattr(protected, field.name), getattr(original, field.name)
+        if (list(shown.columns) == list(table.columns) and shown.index.equals(table.index)
+                and shown.astype(object).equals(table.astype(object))):
+            kept[field.name] = table
+    return replace(protected, **kept)
 
 
 def _protect_flow(flow: pd.DataFrame, threshold: int) -> tuple[pd.DataFrame, int]:
