@@ -167,6 +167,33 @@ def test_a_publication_replaces_only_the_rows_of_the_sites_that_differ(settings:
                            "where database_name = current_database()").fetchall() == [("v1.0.0+",)]
 
 
+def test_a_mart_that_names_its_sites_is_published_by_them(settings: Settings) -> None:
+    """A mart of participants with a site column is compared and replaced by that column, not by
+    the register's site: the two agree for every mart dbt builds, and the column needs no join."""
+    with connect(settings) as con:
+        ledger.ensure(con)
+        con.execute("create schema raw; create schema marts")
+        con.execute("create table raw.register as select printf('%s-%04d', upper(site), i) as study_id, site "
+                    "from range(3) t(i), (values ('kmpt'), ('sabp'), ('oxf'), ('cwp')) s(site)")
+        con.execute("create table marts.participant_timepoints as select study_id as participant_id, "
+                    "site, length(study_id) * 1.5 as value from raw.register")
+        con.execute("create table marts.participants as select study_id as participant_id, site, "
+                    "cast(null as date) as withdrawal_date, cast(null as varchar) as withdrawal_type "
+                    "from raw.register")
+        publication.publish(con, settings.published_db, "run-one")
+        # Moved to oxf in the register only: the mart's rows, which still say kmpt, are unchanged.
+        con.execute("update raw.register set site = 'oxf' where study_id = 'KMPT-0001'")
+        assert publication.publish(con, settings.published_db, "run-two").by_site == {
+            "participant_timepoints": [], "participants": []}
+        # A changed value, and a row that names no site ('').
+        con.execute("update marts.participant_timepoints set value = 0 where participant_id = 'KMPT-0001'")
+        con.execute("insert into marts.participant_timepoints values ('XXXX-0001', null, 1.0)")
+        assert publication.publish(con, settings.published_db, "run-three").by_site == {
+            "participant_timepoints": ["", "kmpt"], "participants": []}
+        working = sorted(con.execute("select * from marts.participant_timepoints").fetchall(), key=repr)
+    assert _published_rows(settings, "participant_timepoints") == working
+
+
 def test_a_publication_trusts_the_recorded_digests_of_the_file_it_wrote_and_checks_what_it_replaced(
         settings: Settings) -> None:
     """While pod_marts.duckdb is the file the last publication wrote, the next one compares the
