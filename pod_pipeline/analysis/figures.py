@@ -275,11 +275,6 @@ def _figure_inputs(study: StudyTables) -> dict[str, tuple[Callable[..., Figure],
     return inputs
 
 
-def draw_figures(study: StudyTables) -> dict[str, Figure]:
-    """Every figure the data allow, by file stem."""
-    return {name: draw(*tables) for name, (draw, tables) in _figure_inputs(study).items()}
-
-
 # Drawn PNGs kept per figure in the cache folder, the most recently used first: the team's and
 # the external report's version of each, and the run before's.
 CACHED_PER_FIGURE = 4
