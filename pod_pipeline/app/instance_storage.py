@@ -14,12 +14,14 @@ each run has a database of its own, so engines are kept for the few newest runs 
 """
 
 import contextlib
+import threading
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import sqlalchemy as db
-from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
+from dagster._core.events.log import EventLogEntry
+from dagster._core.storage.event_log.sqlite.sqlite_event_log import INDEX_SHARD_NAME, SqliteEventLogStorage
 from dagster._core.storage.sqlite import SQLITE_BUSY_TIMEOUT_SECONDS
 from dagster._core.storage.sqlite_storage import DagsterSqliteStorage, _event_logs_directory
 from sqlalchemy.engine import Connection, Engine
@@ -57,7 +59,12 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
     def __init__(self, base_dir: str, inst_data: Any = None) -> None:
         self._engines: OrderedDict[str, Engine] = OrderedDict()
         self._tables_present: set[str] = set()
+        # The connections of a batch being stored, by shard: open, each in one transaction.
+        self._held: dict[str, Connection] = {}
+        self._asset_key_index_cols = False
         super().__init__(base_dir, inst_data)
+        # Re-entrant: a batch holds the lock while each event's storing takes it again.
+        self._db_lock = threading.RLock()
 
     def has_table(self, table_name: str) -> bool:
         """Whether the cross-run index has the table, remembered once it has. Dagster asks before
@@ -68,12 +75,45 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
             self._tables_present.add(table_name)
         return table_name in self._tables_present
 
+    def _has_asset_key_index_cols_on_connection(self, conn: Connection) -> bool:
+        """Whether the asset index has its newer columns, remembered once it has. Dagster asks
+        SQLite for the table's columns before storing every asset event (planned, materialized,
+        observed: about 170 a run of the sample); columns are only ever added (migrations)."""
+        if not self._asset_key_index_cols:
+            self._asset_key_index_cols = super()._has_asset_key_index_cols_on_connection(conn)
+        return self._asset_key_index_cols
+
     @contextlib.contextmanager
     def _connect(self, shard: str) -> Iterator[Connection]:
         with self._db_lock:
+            held = self._held.get(shard)
+            if held is not None:
+                yield held
+                return
             engine = self._engine(shard)
             with engine.connect() as conn, conn.begin():
                 yield conn
+
+    def store_event_batch(self, events: Sequence[EventLogEntry]) -> None:
+        """The events stored as `store_event` stores each, the same rows in the same order, in one
+        transaction per database file instead of one to three per event.
+
+        Dagster hands a batch over only when DAGSTER_EVENT_BATCH_SIZE is set (app/runner.py sets
+        it): the events a run plans before it starts, one per asset and one per asset check (308
+        for the bundled sample). Stored one by one they took 3.6 s of a 32 s run of the sample.
+        If any event fails, nothing of the batch is kept, and Dagster stores them one by one.
+        """
+        shards = sorted({event.run_id for event in events} | {INDEX_SHARD_NAME})
+        with self._db_lock, contextlib.ExitStack() as stack:
+            try:
+                for shard in shards:
+                    conn = stack.enter_context(self._engine(shard).connect())
+                    stack.enter_context(conn.begin())
+                    self._held[shard] = conn
+                for event in events:
+                    self.store_event(event)
+            finally:
+                self._held.clear()
 
     def _engine(self, shard: str) -> Engine:
         engine = self._engines.pop(shard, None)

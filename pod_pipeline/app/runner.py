@@ -36,6 +36,10 @@ POSTGRES_HEADER = f"""\
 """
 
 
+# More than a run of every asset and check plans (308 events for the whole project).
+PLANNED_EVENTS_BATCH = 5000
+
+
 def instance_yaml(settings: Settings) -> bytes:
     """The instance's dagster.yaml: the project's template, its storage PostgreSQL's when set."""
     template = INSTANCE_TEMPLATE.read_bytes()
@@ -60,6 +64,10 @@ def prepare_instance(settings: Settings) -> dg.DagsterInstance:
     except OSError as exc:
         raise SettingsError(f"cannot write the Dagster instance folder {home}: {exc.strerror}") from exc
     os.environ["DAGSTER_HOME"] = str(home)
+    # The events a run plans before it starts (one per asset and per check) are handed to the
+    # storage as one batch, which the embedded storage keeps in one transaction per file
+    # (app/instance_storage.py); `pod ui` passes this on to the webserver and daemon.
+    os.environ.setdefault("DAGSTER_EVENT_BATCH_SIZE", str(PLANNED_EVENTS_BATCH))
     if not settings.dagster_postgres_url:
         return dg.DagsterInstance.get()
     # Imported for a shared instance only: a third of a second of every embedded run otherwise.
