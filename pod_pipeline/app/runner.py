@@ -19,6 +19,7 @@ from dagster_shared.error import SerializableErrorInfo
 from pod_pipeline import worklock
 from pod_pipeline.preload import import_in_background
 from pod_pipeline.settings import Settings, SettingsError, masked_url
+from pod_pipeline.transform import warm_dbt
 
 INSTANCE_TEMPLATE = Path(__file__).with_name("dagster.yaml")
 DAGSTER_POSTGRES_ENV = "POD_DAGSTER_POSTGRES_URL"
@@ -181,7 +182,11 @@ def execute(job_name: str = "refresh", run_config: dict | None = None, tags: dic
         # The run's first Great Expectations check follows the first loads (which are mostly DuckDB's
         # work, outside Python's lock): its 1.3 s import is done by then, beside them.
         import_in_background(IMPORTED_WHILE_LOADING)
-        result = defs.resolve_job_def(job_name).execute_in_process(
+        job = defs.resolve_job_def(job_name)
+        if _runs_dbt(job, asset_selection):
+            # dbt's process starts now and imports dbt while the exports load (transform/warm_dbt.py).
+            stack.enter_context(warm_dbt.started())
+        result = job.execute_in_process(
             instance=instance, run_config=run_config or {}, tags=tags, raise_on_error=False,
             asset_selection=asset_selection)
     summary = RunSummary(result.success, result.run_id, time.monotonic() - started, log_path=log_path,
@@ -203,6 +208,16 @@ def execute(job_name: str = "refresh", run_config: dict | None = None, tags: dic
         summary.skipped_steps += [node.name for node in result.job_def.nodes_in_topological_order
                                   if node.name not in started | set(summary.skipped_steps)]
     return summary
+
+
+def _runs_dbt(job: dg.JobDefinition, asset_selection: list[dg.AssetKey] | None) -> bool:
+    """Whether the run will build dbt's models: the job has the dbt step and the selection, if any,
+    names one of its assets."""
+    from pod_pipeline.transform.assets import pod_dbt_models
+
+    if not any(node.name == pod_dbt_models.op.name for node in job.nodes_in_topological_order):
+        return False
+    return asset_selection is None or any(key in pod_dbt_models.keys for key in asset_selection)
 
 
 def _root_cause(error: SerializableErrorInfo) -> str:

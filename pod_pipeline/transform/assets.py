@@ -243,6 +243,7 @@ class PodDbtCliResource(DbtCliResource):
 
 
 def dbt_resource() -> DbtCliResource:
-    # The venv's dbt, found without the venv on PATH (`.venv/bin/pod run` does not activate it).
+    # The venv's dbt, found without the venv on PATH (`.venv/bin/pod run` does not activate it),
+    # through `pod-dbt`: the run's warm dbt process when `pod run` started one (transform/warm_dbt.py).
     return PodDbtCliResource(project_dir=str(DBT_PROJECT_DIR), profiles_dir=str(DBT_PROJECT_DIR),
-                             dbt_executable=str(Path(sys.executable).with_name("dbt")))
+                             dbt_executable=str(Path(sys.executable).with_name("pod-dbt")))

@@ -1,0 +1,86 @@
+"""`pod-dbt` (transform/warm_dbt.py): a dbt command handed to the run's warm dbt process gives what
+`dbt` itself gives (output, errors, exit code), the warm process has ended when `pod-dbt` returns,
+and without a warm process `pod-dbt` is `dbt`."""
+
+import functools
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from pod_pipeline.settings import DBT_PROJECT_DIR
+from pod_pipeline.transform import warm_dbt
+
+POD_DBT = str(Path(sys.executable).with_name("pod-dbt"))
+DBT = str(Path(sys.executable).with_name("dbt"))
+# One command that succeeds and one that dbt refuses (exit code 2, its usage on stderr).
+COMMANDS = (["--version"], ["ls", "--no-such-option"])
+
+
+def _run(executable: str, args: list[str]) -> tuple[int, str, str]:
+    done = subprocess.run([executable, *args], capture_output=True, text=True, cwd=DBT_PROJECT_DIR, timeout=120)
+    return done.returncode, done.stdout, done.stderr
+
+
+@functools.cache
+def _cold(*args: str) -> tuple[int, str, str]:
+    """What dbt itself gives (each command run once)."""
+    return _run(DBT, list(args))
+
+
+def _ready(process: subprocess.Popen) -> Path:
+    """The warm process's socket, once it listens."""
+    socket_path = Path(os.environ[warm_dbt.SOCKET_ENV])
+    deadline = time.monotonic() + 60
+    while not socket_path.exists():
+        assert process.poll() is None, "the warm dbt process ended before it listened"
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    return socket_path
+
+
+@pytest.mark.parametrize("args", COMMANDS, ids=["version", "refused"])
+def test_a_command_run_warm_gives_what_dbt_gives(args: list[str]) -> None:
+    cold = _cold(*args)
+    with warm_dbt.started() as process:
+        socket_path = _ready(process)
+        warm = _run(POD_DBT, args)
+        # The warm process took the command (it stops listening) and had ended by the time
+        # pod-dbt returned: the working database is free, as after a cold dbt.
+        assert not socket_path.exists()
+        assert process.poll() == warm[0]
+    assert warm == cold
+    assert cold[0] == (0 if args == ["--version"] else 2)
+
+
+def test_without_a_warm_process_pod_dbt_is_dbt(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv(warm_dbt.SOCKET_ENV, raising=False)
+    assert _run(POD_DBT, ["--version"]) == _cold("--version")
+    # A socket named but gone (the warm process failed, or served another command): dbt runs cold.
+    monkeypatch.setenv(warm_dbt.SOCKET_ENV, str(tmp_path / "socket"))
+    assert _run(POD_DBT, ["ls", "--no-such-option"]) == _cold("ls", "--no-such-option")
+
+
+def test_a_warm_process_not_used_ends_with_the_run() -> None:
+    with warm_dbt.started() as process:
+        socket_path = _ready(process)
+    assert process.returncode is not None
+    assert not socket_path.parent.exists()
+    assert warm_dbt.SOCKET_ENV not in os.environ
+
+
+def test_a_run_starts_a_warm_process_only_when_it_builds_dbts_models() -> None:
+    import dagster as dg
+
+    from pod_pipeline.app.runner import _runs_dbt
+    from pod_pipeline.definitions import defs
+    from pod_pipeline.delivery.assets import DELIVERY_KEY
+
+    refresh, weekly = defs.resolve_job_def("refresh"), defs.resolve_job_def("weekly_delivery")
+    assert _runs_dbt(refresh, None) and _runs_dbt(weekly, None)
+    assert _runs_dbt(weekly, [dg.AssetKey(["marts", "participants"]), DELIVERY_KEY])
+    assert not _runs_dbt(weekly, [DELIVERY_KEY])
+    assert not _runs_dbt(defs.resolve_job_def("weekly_delivery"), [dg.AssetKey(["raw", "register"])])
