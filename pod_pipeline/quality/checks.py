@@ -126,11 +126,16 @@ def visit_window_compliance(context: dg.AssetCheckExecutionContext,
 _together: dict[tuple[str, str], dict[str, tuple[pd.DataFrame, Validation]]] = {}
 
 
+# Profiles of some marts, on one connection to the working database.
+ProfilesOf = Callable[[duckdb.DuckDBPyConnection, list[str]], dict[str, pd.DataFrame]]
+
+
 def _validated_with_the_other_marts(
     context: dg.AssetCheckExecutionContext, warehouse: Warehouse, suite: str, table: str,
-    tables: tuple[str, ...], profile_of: Callable[[duckdb.DuckDBPyConnection, str], pd.DataFrame],
+    tables: tuple[str, ...], profiles_of: ProfilesOf, read_only: bool = True,
 ) -> tuple[pd.DataFrame, Validation]:
-    """marts.<table>'s profile and its validation, done once in this run for all of `tables`.
+    """marts.<table>'s profile and its validation, done once in this run for all of `tables`
+    (`read_only` False: `profiles_of` also writes to the working database).
 
     A mart missing when the first check ran is profiled and validated on its own, as a check
     that is not shared would be.
@@ -140,15 +145,14 @@ def _validated_with_the_other_marts(
     if key not in _together:
         for stale in [k for k in _together if k[0] != run_id]:
             del _together[stale]  # one run at a time per process
-        with warehouse.connect(read_only=True) as con:
-            present = [name for name in tables if table_exists(con, "marts", name)]
-            profiles = dict(zip(present, _on_cursors(con, profile_of, present), strict=True))
+        with warehouse.connect(read_only=read_only) as con:
+            profiles = profiles_of(con, [name for name in tables if table_exists(con, "marts", name)])
         validations = validate_together(run_id, docs_dir, suite, profiles, "mart") if profiles else {}
         _together[key] = {name: (profiles[name], validations[name]) for name in profiles}
     if table in _together[key]:
         return _together[key][table]
-    with warehouse.connect(read_only=True) as con:
-        profile = profile_of(con, table)
+    with warehouse.connect(read_only=read_only) as con:
+        profile = profiles_of(con, [table])[table]
     alone = validate_together(run_id, docs_dir, suite, {table: profile}, "mart", f"{suite}_{table}")
     return profile, alone[table]
 
@@ -158,20 +162,32 @@ def _validated_with_the_other_marts(
 PROFILED_AT_ONCE = 2
 
 
-def _on_cursors(con: duckdb.DuckDBPyConnection,
-                profile_of: Callable[[duckdb.DuckDBPyConnection, str], pd.DataFrame],
-                tables: list[str]) -> list[pd.DataFrame]:
+def _on_cursors(profile_of: Callable[[duckdb.DuckDBPyConnection, str], pd.DataFrame]) -> ProfilesOf:
     """Each table's profile, PROFILED_AT_ONCE at a time, each on a cursor of its own (a cursor is
     a connection of its own to the same database, with its own temporary tables)."""
-    def profile(table: str) -> pd.DataFrame:
-        cursor = con.cursor()
-        try:
-            return profile_of(cursor, table)
-        finally:
-            cursor.close()
+    def profiles(con: duckdb.DuckDBPyConnection, tables: list[str]) -> dict[str, pd.DataFrame]:
+        def profile(table: str) -> pd.DataFrame:
+            cursor = con.cursor()
+            try:
+                return profile_of(cursor, table)
+            finally:
+                cursor.close()
 
-    with ThreadPoolExecutor(PROFILED_AT_ONCE) as pool:
-        return list(pool.map(profile, tables))
+        with ThreadPoolExecutor(PROFILED_AT_ONCE) as pool:
+            return dict(zip(tables, pool.map(profile, tables), strict=True))
+
+    return profiles
+
+
+def _identifier_profiles(con: duckdb.DuckDBPyConnection, tables: list[str]) -> dict[str, pd.DataFrame]:
+    """Each mart's identifier scan, of every row or of the rows the last build rebuilt
+    (identifier_scan.scopes); what was found clean is kept for the next run's scan."""
+    births = identifier_scan.births_digest(con)
+    scopes = identifier_scan.scopes(con, tables, births)
+    profiles = _on_cursors(lambda cursor, table: identifier_scan.identifiers(cursor, table, scopes[table]))(
+        con, tables)
+    identifier_scan.record_clean(con, profiles, births)
+    return profiles
 
 
 def _scores_check(table: str) -> dg.AssetChecksDefinition:
@@ -184,7 +200,7 @@ def _scores_check(table: str) -> dg.AssetChecksDefinition:
                warehouse: Warehouse) -> dg.AssetCheckResult:
         suite = "scores_within_instrument_ranges"
         profile, validation = _validated_with_the_other_marts(
-            context, warehouse, suite, table, SCORE_MARTS, profiles.scores)
+            context, warehouse, suite, table, SCORE_MARTS, _on_cursors(profiles.scores))
         failing = int(profile["n_out_of_range"].sum() + profile["n_not_allowed"].sum())
         sample = []
         if failing:
@@ -212,11 +228,13 @@ def _identifiers_check(table: str) -> dg.AssetChecksDefinition:
     def _check(context: dg.AssetCheckExecutionContext,
                warehouse: Warehouse) -> dg.AssetCheckResult:
         profile, validation = _validated_with_the_other_marts(
-            context, warehouse, "no_direct_identifiers", table, DBT_MARTS,
-            identifier_scan.identifiers)
+            context, warehouse, "no_direct_identifiers", table, DBT_MARTS, _identifier_profiles,
+            read_only=False)
         hits = profile[(profile["nhs_numbers"] > 0) | (profile["dates_of_birth"] > 0)]
         return check_result(validation, {
             "columns_scanned": len(profile),
+            "rows_scanned": profile.attrs["rows_scanned"],
+            "rows_scanned_are": profile.attrs["scope"],
             "rows_with_nhs_number": int(profile["nhs_numbers"].sum()),
             "rows_with_date_of_birth": int(profile["dates_of_birth"].sum()),
             "columns_with_identifiers": _table(hits),

@@ -32,11 +32,19 @@ The reference date moves every day, and only some models read it: those whose SQ
 those models are rebuilt whole, for every site (named in `audit.dbt_whole_models`), and the others
 rebuild only the sites whose inputs changed, so a daily refresh with nothing new recomputes what
 depends on the date and nothing else.
+
+What the last finished build rebuilt stays on record for the checks that follow it
+(`audit.dbt_last_build`, `audit.dbt_last_build_participants`): its id and the id of the build
+before it, whether it rebuilt every row, the partitioned models it rebuilt whole, and per model
+the participants whose rows it rebuilt. A mart's other rows are as the build before left them
+(quality/identifier_scan.py scans only the rebuilt ones). A build that starts clears the record,
+so a build that does not finish, or builds a selection of models, leaves none.
 """
 
 import datetime as dt
 import hashlib
 import json
+import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,6 +63,9 @@ SITES_TABLE = "audit.dbt_partition_sites"
 WHOLE_TABLE = "audit.dbt_whole_models"
 PARTICIPANTS_TABLE = "audit.dbt_rebuilt_participants"
 BUILT_INPUTS_TABLE = "audit.dbt_built_participant_inputs"
+# What the last finished build rebuilt (see the module's docstring).
+LAST_BUILD_TABLE = "audit.dbt_last_build"
+LAST_PARTICIPANTS_TABLE = "audit.dbt_last_build_participants"
 # Files a change of which reaches every participant of the site (see the module's docstring), and
 # what the dbt sources that are not a site's file (the load ledger, the quarantine) count as.
 SITE_WIDE_FILES = ("redcap_dictionary.csv", "acute_care.csv")
@@ -80,6 +91,9 @@ class BuildPlan:
     # built from (EVERY_BATCH for the load ledger).
     changed: tuple[str, ...] = ()
     model_files: tuple[tuple[str, str], ...] = field(default=(), compare=False)
+    # This build's id, and the last finished build's (None when there is none on record).
+    build_id: str = field(default_factory=lambda: uuid.uuid4().hex, compare=False)
+    previous_build: str | None = field(default=None, compare=False)
 
     def dbt_args(self) -> list[str]:
         return ["--full-refresh"] if self.full else []
@@ -199,7 +213,8 @@ def plan(con: duckdb.DuckDBPyConnection, settings: Settings, full_refresh: bool 
     now = fingerprint(con, settings)
     inputs = current_inputs(con)
     date = settings.reference_date.isoformat()
-    previous = con.execute(f"select fingerprint, inputs, reference_date from {STATE_TABLE}").fetchall()
+    previous = con.execute(f"select fingerprint, inputs, reference_date, build_id from {STATE_TABLE}").fetchall()
+    previous_build = previous[0][3] if previous else None
     reason = None
     if full_refresh:
         reason = "a full refresh was asked for"
@@ -212,12 +227,13 @@ def plan(con: duckdb.DuckDBPyConnection, settings: Settings, full_refresh: bool 
     elif previous[0][0] != now:
         reason = "the dbt project, the settings, dbt or the raw tables' columns changed"
     if reason is not None:
-        return BuildPlan(True, tuple(sorted({key.split("|", 1)[1] for key in inputs})), reason, now, inputs, date)
+        return BuildPlan(True, tuple(sorted({key.split("|", 1)[1] for key in inputs})), reason, now, inputs, date,
+                         previous_build=previous_build)
     manifest = manifest if manifest is not None else _project_manifest()
     whole = reference_date_models(manifest) if previous[0][2] != date else ()
     before = json.loads(previous[0][1])
     return BuildPlan(False, changed_sites(before, inputs), "", now, inputs, date, whole,
-                     changed_inputs(before, inputs), model_files(manifest))
+                     changed_inputs(before, inputs), model_files(manifest), previous_build=previous_build)
 
 
 def _project_manifest() -> Mapping:
@@ -232,10 +248,9 @@ def begin(con: duckdb.DuckDBPyConnection, build: BuildPlan) -> int:
     last build, so that a build that does not finish is followed by a full one (`plan` has made
     the tables). Returns how many participants' rows changed in a file (0 on a full build)."""
     con.execute("begin transaction")
-    con.execute(f"delete from {STATE_TABLE}")
-    con.execute(f"delete from {SITES_TABLE}")
-    con.execute(f"delete from {WHOLE_TABLE}")
-    con.execute(f"delete from {PARTICIPANTS_TABLE}")
+    for table in (STATE_TABLE, SITES_TABLE, WHOLE_TABLE, PARTICIPANTS_TABLE, LAST_BUILD_TABLE,
+                  LAST_PARTICIPANTS_TABLE):
+        con.execute(f"delete from {table}")
     _insert_sites(con, build.sites)
     for model in build.whole:
         con.execute(f"insert into {WHOLE_TABLE} values ($m)", {"m": model})
@@ -293,6 +308,7 @@ def finish(con: duckdb.DuckDBPyConnection, build: BuildPlan, selection: bool = F
     if selection:
         return
     con.execute("begin transaction")
+    _record_last_build(con, build)
     con.execute(f"delete from {STATE_TABLE}")
     con.execute(f"delete from {SITES_TABLE}")
     con.execute(f"delete from {WHOLE_TABLE}")
@@ -308,11 +324,54 @@ def finish(con: duckdb.DuckDBPyConnection, build: BuildPlan, selection: bool = F
             con.execute(f"delete from {BUILT_INPUTS_TABLE} where file = $f and site = $s", {"f": file, "s": site})
             con.execute(f"insert into {BUILT_INPUTS_TABLE} select * from audit.participant_inputs "
                         "where file = $f and site = $s", {"f": file, "s": site})
-    con.execute(f"insert into {STATE_TABLE} (fingerprint, inputs, finished_at, reference_date) "
-                "values ($f, $i, $t, $d)",
+    con.execute(f"insert into {STATE_TABLE} (fingerprint, inputs, finished_at, reference_date, build_id) "
+                "values ($f, $i, $t, $d, $b)",
                 {"f": build.fingerprint, "i": json.dumps(build.inputs, sort_keys=True),
-                 "t": dt.datetime.now(dt.UTC).replace(tzinfo=None), "d": build.reference_date})
+                 "t": dt.datetime.now(dt.UTC).replace(tzinfo=None), "d": build.reference_date,
+                 "b": build.build_id})
     con.execute("commit")
+
+
+def _record_last_build(con: duckdb.DuckDBPyConnection, build: BuildPlan) -> None:
+    """What this finished build rebuilt, for the checks after it (see the module's docstring)."""
+    con.execute(f"delete from {LAST_BUILD_TABLE}")
+    con.execute(f"delete from {LAST_PARTICIPANTS_TABLE}")
+    partitioned = sorted({model for model, _ in build.model_files})
+    con.execute(f"insert into {LAST_BUILD_TABLE} values ($b, $p, $full, $whole, $partitioned)",
+                {"b": build.build_id, "p": build.previous_build, "full": build.full,
+                 "whole": list(build.whole), "partitioned": partitioned})
+    if not build.full:
+        con.execute(f"insert into {LAST_PARTICIPANTS_TABLE} select model, participant_id from {PARTICIPANTS_TABLE}")
+
+
+def last_build(con: duckdb.DuckDBPyConnection) -> "LastBuild | None":
+    """What the last finished build rebuilt; None when no finished build is on record."""
+    if not table_exists(con, "audit", LAST_BUILD_TABLE.split(".")[1]):
+        return None
+    found = con.execute(f"select build_id, previous_build, full_refresh, whole, partitioned "
+                        f"from {LAST_BUILD_TABLE}").fetchall()
+    if not found:
+        return None
+    build_id, previous, full, whole, partitioned = found[0]
+    return LastBuild(build_id, previous, full, tuple(whole), tuple(partitioned))
+
+
+@dataclass(frozen=True)
+class LastBuild:
+    """The last finished build: its id, the id of the build before it (None when unknown), whether
+    it rebuilt every row, and, when it did not, the partitioned models it rebuilt whole (a new
+    reference date) and every partitioned model (the others were rebuilt whole)."""
+
+    build_id: str
+    previous_build: str | None
+    full: bool
+    whole: tuple[str, ...]
+    partitioned: tuple[str, ...]
+
+    def rebuilt_every_row(self, model: str) -> bool:
+        """Whether this build rebuilt every row of `model` (else only its participants named in
+        audit.dbt_last_build_participants)."""
+        return self.full or model in self.whole or model not in self.partitioned
 
 
 def _insert_sites(con: duckdb.DuckDBPyConnection, sites: Iterable[str]) -> None:
@@ -332,5 +391,11 @@ def _ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(f"create table if not exists {BUILT_INPUTS_TABLE} as "
                 "select * from audit.participant_inputs where false")
     # Warehouses built before the reference date left the fingerprint (a null date: the
-    # date-dependent models are rebuilt whole on their next build).
+    # date-dependent models are rebuilt whole on their next build); and before builds had ids.
     con.execute(f"alter table {STATE_TABLE} add column if not exists reference_date varchar")
+    con.execute(f"alter table {STATE_TABLE} add column if not exists build_id varchar")
+    con.execute(f"create table if not exists {LAST_BUILD_TABLE} (build_id varchar not null, "
+                "previous_build varchar, full_refresh boolean not null, whole varchar[] not null, "
+                "partitioned varchar[] not null)")
+    con.execute(f"create table if not exists {LAST_PARTICIPANTS_TABLE} (model varchar not null, "
+                "participant_id varchar not null)")
