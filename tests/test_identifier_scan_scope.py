@@ -14,10 +14,10 @@ from pod_pipeline.transform import partitions
 VALID = "9434765919"  # passes the modulus-11 check
 
 
-def _build(con: duckdb.DuckDBPyConnection, settings: Settings, scores: dict[str, str]) -> partitions.BuildPlan:
+def _build(con: duckdb.DuckDBPyConnection, config: Settings, scores: dict[str, str]) -> partitions.BuildPlan:
     """A build as pod_dbt_models makes one: planned, begun, the mart's rows of the participants
     named rebuilt (all of them on a full build), finished."""
-    build = partitions.plan(con, settings, manifest=MANIFEST)
+    build = partitions.plan(con, config, manifest=MANIFEST)
     partitions.begin(con, build)
     rebuilt = [p for p in scores if build.full or (p,) in con.execute(
         "select participant_id from audit.dbt_rebuilt_participants where model = 'scores'").fetchall()]
