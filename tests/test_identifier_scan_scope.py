@@ -100,3 +100,14 @@ def test_anything_else_reads_every_row(marts, settings, change: str) -> None:  #
     profile, scope = _scan(marts)
     assert (scope.rebuilt_only, scope.why, profile.attrs["rows_scanned"]) == (False, expected, 3)
     assert profile.set_index("column_name").loc["note", "dates_of_birth"] == (change == "dates of birth")
+
+
+def test_a_scan_run_again_after_the_same_build_reads_the_rebuilt_rows(marts, settings) -> None:  # noqa: F811
+    _digests(marts, "redcap_records.csv", "kmpt", {"K1": "a", "K2": "b", "K3": "c"})
+    _build(marts, settings, {"K1": "fine", "K2": "fine", "K3": "fine"})
+    _scan(marts)
+    _digests(marts, "redcap_records.csv", "kmpt", {"K1": "a", "K2": "b2", "K3": "c"})
+    _build(marts, settings, {"K2": "fine"})
+    for _ in range(2):  # the checks run again without a build (a run of the checks alone)
+        profile, scope = _scan(marts)
+        assert scope.rebuilt_only and profile.attrs["rows_scanned"] == 1

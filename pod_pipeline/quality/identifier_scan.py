@@ -105,7 +105,9 @@ def scopes(con: duckdb.DuckDBPyConnection, tables: list[str], births: str) -> di
             why = "every row: the register's dates of birth changed"
         elif clean[2] != RULES:
             why = "every row: the scan's rules changed"
-        elif clean[0] != build.previous_build:
+        elif clean[0] not in (build.previous_build, build.build_id):
+            # Found clean after the build before this one (or after this very build, for a scan
+            # run again): only the rows this one rebuilt can be new.
             why = "every row: the build before the last was not found clean"
         else:
             chosen[table] = Scope(True, "the rows of the participants the last build rebuilt (the others "
