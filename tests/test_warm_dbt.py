@@ -4,6 +4,7 @@ and without a warm process `pod-dbt` is `dbt`."""
 
 import functools
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -84,3 +85,20 @@ def test_a_run_starts_a_warm_process_only_when_it_builds_dbts_models() -> None:
     assert _runs_dbt(weekly, [dg.AssetKey(["marts", "participants"]), DELIVERY_KEY])
     assert not _runs_dbt(weekly, [DELIVERY_KEY])
     assert not _runs_dbt(defs.resolve_job_def("weekly_delivery"), [dg.AssetKey(["raw", "register"])])
+
+
+def test_a_signal_to_pod_dbt_interrupts_the_warm_dbt(tmp_path: Path) -> None:
+    # dagster-dbt cancels a build by sending SIGINT to the process it started: pod-dbt passes it
+    # on. A full parse of the project takes seconds; this one is stopped after its first line.
+    with warm_dbt.started() as process:
+        _ready(process)
+        client = subprocess.Popen([POD_DBT, "parse", "--no-partial-parse", "--target-path", str(tmp_path)],
+                                  cwd=DBT_PROJECT_DIR, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                  env={**os.environ, "POD_WORK_DB": "unused.duckdb"})
+        assert client.stdout is not None
+        first = client.stdout.readline()  # dbt has started: pod-dbt handed the command over
+        client.send_signal(signal.SIGINT)
+        rest = client.stdout.read()
+        code = client.wait(timeout=60)
+        assert process.poll() == code != 0, first + rest
+        assert "KeyboardInterrupt" in rest and "Performance info" not in rest, rest  # stopped, not finished

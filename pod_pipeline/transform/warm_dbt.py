@@ -52,7 +52,7 @@ def client() -> None:
         pid = _INT.unpack(_received(conn, _INT.size))[0]
         ended = _watch(pid)
         for signum in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(signum, lambda number, _frame: os.kill(pid, number))
+            signal.signal(signum, lambda number, _frame: _forward(pid, number))
         env = {name: value for name, value in os.environ.items() if name != SOCKET_ENV}
         request = json.dumps({"args": args, "env": env, "cwd": os.getcwd()}).encode()
         socket.send_fds(conn, [_LENGTH.pack(len(request))], [sys.stdout.fileno(), sys.stderr.fileno()])
@@ -64,6 +64,12 @@ def client() -> None:
             code = 2
     ended()
     sys.exit(code)
+
+
+def _forward(pid: int, signum: int) -> None:
+    """A signal to `pod-dbt` (dagster-dbt's SIGINT when a run is cancelled) goes to dbt."""
+    with contextlib.suppress(ProcessLookupError):  # dbt has ended already
+        os.kill(pid, signum)
 
 
 def _connected(path: str) -> socket.socket | None:
