@@ -2,12 +2,14 @@
 `dbt` itself gives (output, errors, exit code), the warm process has ended when `pod-dbt` returns,
 and without a warm process `pod-dbt` is `dbt`."""
 
+import contextlib
 import functools
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -41,6 +43,17 @@ def _ready(process: subprocess.Popen) -> Path:
         assert time.monotonic() < deadline
         time.sleep(0.05)
     return socket_path
+
+
+@contextlib.contextmanager
+def _sigint_as_at_a_terminal() -> Iterator[None]:
+    """pytest-xdist's workers ignore SIGINT, and a child inherits that (as a cold dbt would):
+    processes started inside get SIGINT as `pod run` started from a terminal passes it on."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 @pytest.mark.parametrize("args", COMMANDS, ids=["version", "refused"])
@@ -90,7 +103,9 @@ def test_a_run_starts_a_warm_process_only_when_it_builds_dbts_models() -> None:
 def test_a_signal_to_pod_dbt_interrupts_the_warm_dbt(tmp_path: Path) -> None:
     # dagster-dbt cancels a build by sending SIGINT to the process it started: pod-dbt passes it
     # on. A full parse of the project takes seconds; this one is stopped after its first line.
-    with warm_dbt.started() as process:
+    with contextlib.ExitStack() as stack:
+        with _sigint_as_at_a_terminal():
+            process = stack.enter_context(warm_dbt.started())
         _ready(process)
         client = subprocess.Popen([POD_DBT, "parse", "--no-partial-parse", "--target-path", str(tmp_path)],
                                   cwd=DBT_PROJECT_DIR, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
