@@ -104,6 +104,30 @@ def test_redcap_instruments_are_quarantined_alone_and_rows_whole(tmp_path: Path)
     assert conservation_failures(con, "redcap_records.csv") == []
 
 
+def test_conservation_finds_rows_lost_or_counted_twice(tmp_path: Path) -> None:
+    register = [participant("KMPT-0001"), participant("KMPT-0002"), participant("KMPT-0003"),
+                participant("kmpt-4")]                                                      # line 5 quarantined
+    batch(tmp_path / "lz", "kmpt", E1, register=register)
+    con = ingest(tmp_path / "lz", tmp_path / "w.duckdb")
+    assert conservation_failures(con, "register.csv") == []
+    current = [("kmpt", E1, "current", 4, 3, 1)]
+    # Line 3 in the raw table twice and line 4 in it nowhere: as many lines as the file had rows.
+    con.execute("update raw.register set line_number = 3 where line_number = 4")
+    assert conservation_failures(con, "register.csv") == current
+    con.execute("update raw.register set line_number = 4 where study_id = 'KMPT-0003'")
+    assert conservation_failures(con, "register.csv") == []
+    # A quarantined line in the raw table as well: counted twice.
+    con.execute("update raw.register set line_number = 5 where study_id = 'KMPT-0003'")
+    assert conservation_failures(con, "register.csv") == current
+    con.execute("update raw.register set line_number = 4 where study_id = 'KMPT-0003'")
+    # A row gone from the raw table, or from history.
+    con.execute("delete from raw.register where study_id = 'KMPT-0002'")
+    assert conservation_failures(con, "register.csv") == [("kmpt", E1, "current", 4, 2, 1)]
+    con.execute("delete from restricted.register_history where study_id = 'KMPT-0001'")
+    assert conservation_failures(con, "register.csv") == [
+        ("kmpt", E1, "current", 4, 2, 1), ("kmpt", E1, "history", 4, 2, 1)]
+
+
 def test_events_follow_the_site_protocol(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """kmpt follows pod_evaluation (seed site_protocols): a month_12 row is not one of its events,
     until POD_SITE_PROTOCOLS assigns kmpt the national trial. ZBI-12 is a carer's instrument."""

@@ -30,12 +30,22 @@ def conservation_failures(con: duckdb.DuckDBPyConnection, file: str) -> list[tup
                         f"(where _status = 'loaded') as loaded from restricted.{table}_history group by all")
         raw_lines = (f"select site, line_number as line from raw.{table}" if table_exists(con, "raw", table)
                      else "select '' as site, 0 as line where false")
+    entries = """
+        select site, export_id, rows_read, rows_loaded, rows_quarantined,
+               export_id = max(export_id) over (partition by site) as is_current
+        from audit.load_ledger where file = $file and status = 'loaded'
+    """
+    current_lines = f"""
+        select site, line, true as in_raw from ({raw_lines})
+        union all
+        select q.site, q.line, false from audit.quarantine q
+        inner join ({entries}) e on e.site = q.site and e.export_id = q.export_id and e.is_current
+        where q.file = $file and q.scope = 'row'
+        union all
+        select site, line, false from audit.cross_file_quarantine where file = $file
+    """
     return con.execute(f"""
-        with entries as (
-            select site, export_id, rows_read, rows_loaded, rows_quarantined,
-                   export_id = max(export_id) over (partition by site) as is_current
-            from audit.load_ledger where file = $file and status = 'loaded'
-        ),
+        with entries as ({entries}),
         history as ({history_rows}),
         quarantined as (
             select site, export_id, count(*) as quarantined
@@ -50,15 +60,7 @@ def conservation_failures(con: duckdb.DuckDBPyConnection, file: str) -> list[tup
             where e.rows_read <> coalesce(h.loaded, 0) + coalesce(q.quarantined, 0)
                or e.rows_loaded <> coalesce(h.loaded, 0) or e.rows_quarantined <> coalesce(q.quarantined, 0)
         ),
-        current_lines as (
-            select site, line, true as in_raw from ({raw_lines})
-            union all
-            select q.site, q.line, false from audit.quarantine q
-            inner join entries e on e.site = q.site and e.export_id = q.export_id and e.is_current
-            where q.file = $file and q.scope = 'row'
-            union all
-            select site, line, false from audit.cross_file_quarantine where file = $file
-        ),
+        current_lines as ({current_lines}),
         current_layer as (
             select e.site, e.export_id, 'current' as layer, e.rows_read,
                    count(l.line) filter (where l.in_raw) as loaded,
@@ -66,11 +68,26 @@ def conservation_failures(con: duckdb.DuckDBPyConnection, file: str) -> list[tup
             from entries e left join current_lines l on l.site = e.site
             where e.is_current
             group by all
-            having e.rows_read <> count(l.line) or count(l.line) <> count(distinct l.line)
+            having e.rows_read <> count(l.line) or count(l.line) <> {_distinct_lines(con, current_lines, file)}
         )
         select * from loaded_layer union all select * from current_layer
         order by all
     """, {"file": file}).fetchall()
+
+
+# Beyond this span of line numbers the bitmap below would outgrow a hash of the lines.
+_BITMAP_SPAN = 50_000_000
+
+
+def _distinct_lines(con: duckdb.DuckDBPyConnection, current_lines: str, file: str) -> str:
+    """SQL: how many distinct lines a site's `l.line`s hold. A bitmap of the line numbers, one
+    bit each between the lowest and the highest, counts them exactly in one pass (the current
+    network_meetings at 1,000,000 participants: 0.05 s, against 0.6-0.8 s for count(distinct),
+    which hashes every line)."""
+    low, high = con.execute(f"select min(line), max(line) from ({current_lines})", {"file": file}).fetchone()
+    if low is None or high - low > _BITMAP_SPAN:
+        return "count(distinct l.line)"
+    return f"coalesce(bit_count(bitstring_agg(l.line, {int(low)}, {int(high)})), 0)"
 
 
 def _conservation_check(file: str) -> dg.AssetChecksDefinition:
