@@ -41,7 +41,7 @@ def test_each_site_gets_a_sorted_formula_safe_csv_of_its_missing_assessments(pod
         labels = {row["label"] for row in csv.DictReader(handle)}
 
     folder = settings.warehouse_dir / "reports" / "sites"
-    assert sorted(p.name for p in folder.iterdir()) == ["s01", "s02", "s03"]
+    assert sorted(p.name for p in folder.iterdir() if p.is_dir()) == ["s01", "s02", "s03"]
     for site in ("s01", "s02", "s03"):
         path = folder / site / "missing_assessments_2026-11-25.csv"
         with path.open(newline="", encoding="utf-8") as handle:
@@ -76,3 +76,43 @@ def test_reason_codes_read_as_plain_english(pod_env: Path) -> None:
         reasons = {r for (r,) in scratch.execute(
             f"select distinct \"What is missing\" from read_csv('{path}')").fetchall()}
     assert reasons == {"Received, but rejected when loaded (see the quarantine report)"}
+
+
+def test_a_site_file_is_written_again_only_when_its_rows_changed(pod_env: Path) -> None:
+    settings = Settings.from_env()
+    con = connect(settings)
+    try:
+        write_quality_warehouse(con, participants=60)
+    finally:
+        con.close()
+    folder = settings.warehouse_dir / "reports" / "sites"
+
+    def materialize() -> tuple[dict[str, int], list[str]]:
+        result = dg.materialize(quality_assets, resources={"warehouse": Warehouse()})
+        (event,) = result.get_asset_materialization_events()
+        written = {site.name: (site / "missing_assessments_2026-11-25.csv").stat().st_mtime_ns
+                   for site in folder.iterdir() if site.is_dir()}
+        return written, event.materialization.metadata["sites_unchanged"].value
+
+    first, unchanged = materialize()
+    assert unchanged == [] and sorted(first) == ["s01", "s02"]
+    again, unchanged = materialize()
+    assert again == first and unchanged == ["s01", "s02"]
+
+    # One site's rows change, and the other site's file is changed by hand: both are written again.
+    con = connect(settings)
+    try:
+        con.execute("update marts.missing_assessments set days_since_window_closed = days_since_window_closed + 1 "
+                    "where site = 's01'")
+        expected = con.execute("select count(*) from marts.missing_assessments where site = 's02'").fetchone()[0]
+    finally:
+        con.close()
+    (folder / "s02" / "missing_assessments_2026-11-25.csv").write_text("tampered\n", encoding="utf-8")
+    later, unchanged = materialize()
+    assert unchanged == [] and later["s01"] != first["s01"]
+    with (folder / "s02" / "missing_assessments_2026-11-25.csv").open(newline="", encoding="utf-8") as handle:
+        header, *rows = list(csv.reader(handle))
+    assert header == HEADER and len(rows) == expected
+    # Nothing changed since: both kept.
+    _, unchanged = materialize()
+    assert unchanged == ["s01", "s02"]
