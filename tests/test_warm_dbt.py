@@ -78,10 +78,28 @@ def test_without_a_warm_process_pod_dbt_is_dbt(monkeypatch: pytest.MonkeyPatch, 
     assert _run(POD_DBT, ["ls", "--no-such-option"]) == _cold("ls", "--no-such-option")
 
 
-def test_a_warm_process_not_used_ends_with_the_run() -> None:
-    with warm_dbt.started() as process:
+@contextlib.contextmanager
+def _sigterm(disposition: str) -> Iterator[None]:
+    """SIGTERM in this process as `disposition` says ('default', 'ignored', 'blocked'), as a
+    process that starts the run may have it; its children inherit both others."""
+    previous = signal.getsignal(signal.SIGTERM)
+    if disposition == "ignored":
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if disposition == "blocked":
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+        signal.signal(signal.SIGTERM, previous)
+
+
+@pytest.mark.parametrize("disposition", ["default", "ignored", "blocked"])
+def test_a_warm_process_not_used_ends_with_the_run(disposition: str) -> None:
+    with _sigterm(disposition), warm_dbt.started() as process:
         socket_path = _ready(process)
-    assert process.returncode is not None
+    # Ended by the run's SIGTERM, not killed after the run had waited for it in vain.
+    assert process.returncode == -signal.SIGTERM
     assert not socket_path.parent.exists()
     assert warm_dbt.SOCKET_ENV not in os.environ
 
