@@ -116,3 +116,17 @@ def test_a_site_file_is_written_again_only_when_its_rows_changed(pod_env: Path) 
     # Nothing changed since: both kept.
     _, unchanged = materialize()
     assert unchanged == ["s01", "s02"]
+
+
+def test_no_participants_yet_writes_no_site_file(pod_env: Path) -> None:
+    settings = Settings.from_env()
+    con = connect(settings)
+    try:
+        write_quality_warehouse(con, participants=10)
+        con.execute("delete from marts.missing_assessments; delete from marts.participants")
+    finally:
+        con.close()
+    result = dg.materialize(quality_assets, resources={"warehouse": Warehouse()})
+    (event,) = result.get_asset_materialization_events()
+    assert event.materialization.metadata["dagster/row_count"].value == 0
+    assert [p.name for p in (settings.warehouse_dir / "reports" / "sites").iterdir()] == [".written.json"]

@@ -126,6 +126,7 @@ def site_completeness_reports(warehouse: Warehouse) -> dg.MaterializeResult:
             stat = path.stat()
             record[site] = {**wanted, "file": [stat.st_size, stat.st_mtime_ns]}
             written.append((site, rows, str(path)))
+    reports.mkdir(parents=True, exist_ok=True)  # no site yet: the record says so
     (reports / WRITTEN).write_text(json.dumps(record, indent=1), encoding="utf-8")
     return dg.MaterializeResult(metadata={
         "dagster/row_count": sum(rows for _, rows, _ in written),
