@@ -1,7 +1,9 @@
 -- CONSORT-style counts per arm. Participants withdrawn with all_data are in no count (they are
 -- not in the marts at all); "<timepoint>_assessed" counts participants with at least one
 -- instrument of that timepoint scored (status complete or partial), for every timepoint of the
--- protocols followed.
+-- protocols followed. Each participant's stages are classified in int_participant_flow_stages, a
+-- participant-level model a build of some sites rebuilds for their participants only; this
+-- cohort-level table counts them.
 with
 
 participants as (
@@ -11,9 +13,10 @@ participants as (
 
 ),
 
-classified as (
+-- One row per participant x stage reached (int_participant_flow_stages).
+stage_members as (
 
-    select * from {{ ref('int_scheduled_instruments_classified') }}
+    select * from {{ ref('int_participant_flow_stages') }}
 
 ),
 
@@ -74,37 +77,6 @@ stages as (
 arms as (
 
     select distinct arm from participants
-
-),
-
-stage_members as (
-
-    select
-        arm,
-        participant_id,
-        'consented' as stage
-
-    from participants
-
-    union all
-
-    select distinct
-        arm,
-        participant_id,
-        timepoint || '_assessed' as stage
-
-    from classified
-    where status in ('complete', 'partial')
-
-    union all
-
-    select
-        arm,
-        participant_id,
-        case withdrawal_type when 'follow_up' then 'withdrawn' else 'died' end as stage
-
-    from participants
-    where withdrawal_type in ('follow_up', 'died')
 
 ),
 
