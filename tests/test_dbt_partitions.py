@@ -260,7 +260,7 @@ PARTITIONED = ("int_participant_timepoints_scheduled", "int_instrument_scales_sc
                "service_use_costs", "cost_effectiveness", "missing_assessments", "carer_timepoints",
                "participants", "network_meetings", "int_acute_care_spells_merged", "int_relapse_followups_bounded",
                "int_relapse_index_spells_identified", "int_inpatient_days_counted", "time_to_relapse",
-               "int_utilities_valued", "int_participant_timepoints_assembled")
+               "int_utilities_valued", "int_participant_timepoints_assembled", "int_participant_flow_stages")
 
 
 def _rows_by_site(con: duckdb.DuckDBPyConnection) -> dict[str, dict[str, list]]:
@@ -331,6 +331,30 @@ def test_a_build_of_some_participants_rows_leaves_what_a_full_build_would(tmp_pa
         meetings_failing = {participant[:4]: _failing_tests_with_a_duplicate(
             tmp_path, database, "raw.network_meetings", "source:pod_team.network_meetings", "study_id", participant)
             for participant in ("SABP-0003", "KMPT-0001")}
+        # The singular tests read the rebuilt participants too, in a build at the last build's
+        # date (no model rebuilt whole). A timepoint gone from SABP-0002's spine is not seen, one
+        # gone from KMPT-0001's is; at the new date, participant_timepoints is rebuilt whole and
+        # SABP-0002's is seen. SABP-0002's withdrawal of all their data, behind the plan's back,
+        # is not seen; a row of KMPT-0002 (who withdrew all their data) is.
+        same_date = {"audit.dbt_whole_models": "delete from audit.dbt_whole_models"}
+
+        def spine_without(participant: str) -> dict[str, str]:
+            return {"marts.participant_timepoints": f"delete from marts.participant_timepoints where "
+                                                    f"participant_id = '{participant}' and timepoint = 'month_3'"}
+
+        spine_failing = {label: _failing_tests_after(tmp_path, database,
+                                                     "assert_participant_timepoints_is_the_full_spine", changes)
+                         for label, changes in (("SABP", {**same_date, **spine_without("SABP-0002")}),
+                                                ("KMPT", {**same_date, **spine_without("KMPT-0001")}),
+                                                ("SABP, new date", spine_without("SABP-0002")))}
+        all_data_failing = {site: _failing_tests_after(tmp_path, database, "assert_no_all_data_participant_in_marts",
+                                                       {**same_date, table: change})
+                            for site, table, change in (
+                                ("SABP", "raw.register", "update raw.register set withdrawal_type = 'all_data', "
+                                 "withdrawal_date = '2026-06-01' where study_id = 'SABP-0002'"),
+                                ("KMPT", "marts.outcome_scores", "insert into marts.outcome_scores select * replace "
+                                 "('KMPT-0002' as participant_id) from marts.outcome_scores "
+                                 "where participant_id = 'KMPT-0001' limit 1"))}
         assert dbt(tmp_path, "run", "--full-refresh", reference_date=NEXT_DATE).success
         assert "selected as materialized" not in compiled.read_text()
         with duckdb.connect(str(database)) as con:
@@ -377,16 +401,31 @@ def test_a_build_of_some_participants_rows_leaves_what_a_full_build_would(tmp_pa
     source_unique = "source_unique_combination_pod_team_network_meetings_site__meeting_id"
     assert [source_unique in name for name in meetings_failing["SABP"]] == [False, False, True]
     assert [source_unique in name for name in meetings_failing["KMPT"]] == [True, False, True]
+    spine = "assert_participant_timepoints_is_the_full_spine"
+    assert [spine in name for name in spine_failing["SABP"]] == [False, False, True]
+    assert [spine in name for name in spine_failing["KMPT"]] == [True, False, True]
+    assert [spine in name for name in spine_failing["SABP, new date"]] == [True, True, True]
+    all_data = "assert_no_all_data_participant_in_marts"
+    assert [all_data in name for name in all_data_failing["SABP"]] == [False, False, True]
+    assert [all_data in name for name in all_data_failing["KMPT"]] == [True, False, True]
 
 
 def _failing_tests_with_a_duplicate(tmp: Path, database: Path, table: str, selected: str, column: str,
                                     participant: str) -> list[str]:
     """The failing tests of `table` (dbt selection `selected`) with a row of `participant` doubled
-    (found by `column`): on this build, then with no site named by the pipeline's build and by
-    hand. The table and the named site are left as they were."""
+    (found by `column`), as _failing_tests_after gives them."""
+    return _failing_tests_after(tmp, database, selected, {
+        table: f"insert into {table} select * from {table} where {column} = '{participant}' limit 1"})
+
+
+def _failing_tests_after(tmp: Path, database: Path, selected: str, changes: dict[str, str]) -> list[str]:
+    """The failing tests of dbt selection `selected` once each table of `changes` is changed by its
+    statement: on this build, then with no site named by the pipeline's build and by hand. The
+    tables and the named site are left as they were."""
     with duckdb.connect(str(database)) as con:
-        con.execute(f"create table audit.saved_rows as select * from {table}")
-        con.execute(f"insert into {table} select * from {table} where {column} = '{participant}' limit 1")
+        for i, (table, change) in enumerate(changes.items()):
+            con.execute(f"create table audit.saved_rows_{i} as select * from {table}")
+            con.execute(change)
     failing = []
     for named, pipeline_build in ((True, True), (False, True), (False, False)):
         if not named:
@@ -396,8 +435,9 @@ def _failing_tests_with_a_duplicate(tmp: Path, database: Path, table: str, selec
                      pipeline_build=pipeline_build)
         failing.append(",".join(r.node.name for r in result.result if r.status == "fail"))
     with duckdb.connect(str(database)) as con:
-        con.execute(f"delete from {table}")
-        con.execute(f"insert into {table} select * from audit.saved_rows")
-        con.execute("drop table audit.saved_rows")
+        for i, table in enumerate(changes):
+            con.execute(f"delete from {table}")
+            con.execute(f"insert into {table} select * from audit.saved_rows_{i}")
+            con.execute(f"drop table audit.saved_rows_{i}")
         con.execute("insert into audit.dbt_partition_sites values ('kmpt')")
     return failing

@@ -144,3 +144,35 @@
     {%- endif -%}
     {{- return('participant_id in (' ~ rebuilt_participants(tested.name) ~ ')') -}}
 {%- endmacro %}
+
+{#- A singular test's condition on the rows it reads of the site-partitioned models `names`: on a
+    build of some sites, the rows of the participants any of them rebuilt, as get_where_subquery
+    scopes a generic test (the other rows are as the build that made them left and tested them;
+    a participant whose register rows changed, a withdrawal among them, is rebuilt in every
+    model). Every row on a full refresh, when one of the models is rebuilt whole, and when dbt is
+    run by hand after the pipeline's build (no site named); no row in a pipeline's build that
+    names no site. Every model named must read the same participants, so a test comparing two
+    models reads the union of what each rebuilt. -#}
+{% macro in_rebuilt_rows_of(names, column='participant_id') -%}
+    {%- if not execute or flags.FULL_REFRESH -%}
+        {{- return('true') -}}
+    {%- endif -%}
+    {%- for name in names -%}
+        {%- if rebuilt_whole(name) -%}
+            {{- return('true') -}}
+        {%- endif -%}
+    {%- endfor -%}
+    {%- if adapter.get_relation(database=target.database, schema='audit', identifier='dbt_partition_sites') is none -%}
+        {{- return('true') -}}
+    {%- endif -%}
+    {%- set named = run_query('select count(*) from audit.dbt_partition_sites').columns[0].values()[0] -%}
+    {%- if named == 0 -%}
+        {{- return('false' if env_var('POD_DBT_PIPELINE_BUILD', '') else 'true') -}}
+    {%- endif -%}
+    {%- set models = [] -%}
+    {%- for name in names -%}
+        {%- do models.append("'" ~ name | replace("'", "''") ~ "'") -%}
+    {%- endfor -%}
+    {{- return(column ~ ' in (select participant_id from audit.dbt_rebuilt_participants where model in ('
+               ~ models | join(', ') ~ '))') -}}
+{%- endmacro %}

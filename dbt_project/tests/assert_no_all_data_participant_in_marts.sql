@@ -1,4 +1,6 @@
--- Participants withdrawn with all_data must not appear in any participant-level mart.
+-- Participants withdrawn with all_data must not appear in any participant-level mart. On a build of
+-- some sites, each mart's rebuilt participants are read (in_rebuilt_rows_of, macros/site_partitions.sql):
+-- a new withdrawal changes the register, which rebuilds the participant in every mart.
 {{ config(severity='error', meta={'dagster': {'ref': {'name': 'participants'}}}) }}
 
 with
@@ -19,6 +21,7 @@ mart_participants as (
     ] %}
     {%- for mart in marts %}
     select '{{ mart }}' as mart, participant_id from {{ ref(mart) }}
+    where {{ in_rebuilt_rows_of([mart]) }}
     {%- if not loop.last %}
     union all
     {%- endif %}

@@ -15,7 +15,12 @@ redcap_records as (
     from {{ ref('stg_redcap__records') }} as records
     inner join {{ ref('int_redcap_records_windowed') }} as windowed
         on records.response_id = windowed.response_id
-    where {{ in_rebuilt_partitions('records.participant_id') }}
+    -- Both sides filtered: the join then hashes the rebuilt participants' windows only, not
+    -- every participant's (int_instrument_scales_summed, a tenth of a site at 1,000,000:
+    -- 3.1 -> 2.1 s).
+    where
+        {{ in_rebuilt_partitions('records.participant_id') }}
+        and {{ in_rebuilt_partitions('windowed.participant_id') }}
 
 ),
 
