@@ -337,24 +337,24 @@ def test_a_build_of_some_participants_rows_leaves_what_a_full_build_would(tmp_pa
         # SABP-0002's is seen. SABP-0002's withdrawal of all their data, behind the plan's back,
         # is not seen; a row of KMPT-0002 (who withdrew all their data) is.
         same_date = {"audit.dbt_whole_models": "delete from audit.dbt_whole_models"}
+        singular = "assert_participant_timepoints_is_the_full_spine assert_no_all_data_participant_in_marts"
 
-        def spine_without(participant: str) -> dict[str, str]:
-            return {"marts.participant_timepoints": f"delete from marts.participant_timepoints where "
-                                                    f"participant_id = '{participant}' and timepoint = 'month_3'"}
+        def spine_without(participant: str) -> str:
+            return (f"delete from marts.participant_timepoints where participant_id = '{participant}' "
+                    "and timepoint = 'month_3'")
 
-        spine_failing = {label: _failing_tests_after(tmp_path, database,
-                                                     "assert_participant_timepoints_is_the_full_spine", changes)
-                         for label, changes in (("SABP", {**same_date, **spine_without("SABP-0002")}),
-                                                ("KMPT", {**same_date, **spine_without("KMPT-0001")}),
-                                                ("SABP, new date", spine_without("SABP-0002")))}
-        all_data_failing = {site: _failing_tests_after(tmp_path, database, "assert_no_all_data_participant_in_marts",
-                                                       {**same_date, table: change})
-                            for site, table, change in (
-                                ("SABP", "raw.register", "update raw.register set withdrawal_type = 'all_data', "
-                                 "withdrawal_date = '2026-06-01' where study_id = 'SABP-0002'"),
-                                ("KMPT", "marts.outcome_scores", "insert into marts.outcome_scores select * replace "
-                                 "('KMPT-0002' as participant_id) from marts.outcome_scores "
-                                 "where participant_id = 'KMPT-0001' limit 1"))}
+        singular_failing = {
+            "SABP": _failing_tests_after(tmp_path, database, singular, {
+                **same_date, "marts.participant_timepoints": spine_without("SABP-0002"),
+                "raw.register": "update raw.register set withdrawal_type = 'all_data', "
+                                "withdrawal_date = '2026-06-01' where study_id = 'SABP-0002'"}),
+            "KMPT": _failing_tests_after(tmp_path, database, singular, {
+                **same_date, "marts.participant_timepoints": spine_without("KMPT-0001"),
+                "marts.outcome_scores": "insert into marts.outcome_scores select * replace "
+                                        "('KMPT-0002' as participant_id) from marts.outcome_scores "
+                                        "where participant_id = 'KMPT-0001' limit 1"}),
+            "SABP, new date": _failing_tests_after(tmp_path, database, singular, {
+                "marts.participant_timepoints": spine_without("SABP-0002")})}
         assert dbt(tmp_path, "run", "--full-refresh", reference_date=NEXT_DATE).success
         assert "selected as materialized" not in compiled.read_text()
         with duckdb.connect(str(database)) as con:
@@ -401,13 +401,12 @@ def test_a_build_of_some_participants_rows_leaves_what_a_full_build_would(tmp_pa
     source_unique = "source_unique_combination_pod_team_network_meetings_site__meeting_id"
     assert [source_unique in name for name in meetings_failing["SABP"]] == [False, False, True]
     assert [source_unique in name for name in meetings_failing["KMPT"]] == [True, False, True]
-    spine = "assert_participant_timepoints_is_the_full_spine"
-    assert [spine in name for name in spine_failing["SABP"]] == [False, False, True]
-    assert [spine in name for name in spine_failing["KMPT"]] == [True, False, True]
-    assert [spine in name for name in spine_failing["SABP, new date"]] == [True, True, True]
-    all_data = "assert_no_all_data_participant_in_marts"
-    assert [all_data in name for name in all_data_failing["SABP"]] == [False, False, True]
-    assert [all_data in name for name in all_data_failing["KMPT"]] == [True, False, True]
+    spine, all_data = "assert_participant_timepoints_is_the_full_spine", "assert_no_all_data_participant_in_marts"
+    assert [(spine in names, all_data in names) for names in singular_failing["SABP"]] == [
+        (False, False), (False, False), (True, True)]
+    assert [(spine in names, all_data in names) for names in singular_failing["KMPT"]] == [
+        (True, True), (False, False), (True, True)]
+    assert [spine in names for names in singular_failing["SABP, new date"]] == [True, True, True]
 
 
 def _failing_tests_with_a_duplicate(tmp: Path, database: Path, table: str, selected: str, column: str,

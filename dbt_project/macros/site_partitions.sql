@@ -135,12 +135,8 @@
             no row of the model was rebuilt, so none is read; run by hand, every row is. -#}
         {{- return('false' if env_var('POD_DBT_PIPELINE_BUILD', '') else '') -}}
     {%- endif -%}
-    {%- set sites = [] -%}
-    {%- for site in named -%}
-        {%- do sites.append("'" ~ site | replace("'", "''") ~ "'") -%}
-    {%- endfor -%}
     {%- if by == 'site' -%}
-        {{- return('site in (' ~ sites | join(', ') ~ ')') -}}
+        {{- return('site in (' ~ sql_strings(named) ~ ')') -}}
     {%- endif -%}
     {{- return('participant_id in (' ~ rebuilt_participants(tested.name) ~ ')') -}}
 {%- endmacro %}
@@ -151,8 +147,8 @@
     a participant whose register rows changed, a withdrawal among them, is rebuilt in every
     model). Every row on a full refresh, when one of the models is rebuilt whole, and when dbt is
     run by hand after the pipeline's build (no site named); no row in a pipeline's build that
-    names no site. Every model named must read the same participants, so a test comparing two
-    models reads the union of what each rebuilt. -#}
+    names no site. With several models named, the rows of the participants any of them rebuilt:
+    a test comparing two models reads the same participants on both sides. -#}
 {% macro in_rebuilt_rows_of(names, column='participant_id') -%}
     {%- if not execute or flags.FULL_REFRESH -%}
         {{- return('true') -}}
@@ -169,10 +165,15 @@
     {%- if named == 0 -%}
         {{- return('false' if env_var('POD_DBT_PIPELINE_BUILD', '') else 'true') -}}
     {%- endif -%}
-    {%- set models = [] -%}
-    {%- for name in names -%}
-        {%- do models.append("'" ~ name | replace("'", "''") ~ "'") -%}
-    {%- endfor -%}
     {{- return(column ~ ' in (select participant_id from audit.dbt_rebuilt_participants where model in ('
-               ~ models | join(', ') ~ '))') -}}
+               ~ sql_strings(names) ~ '))') -}}
+{%- endmacro %}
+
+{#- SQL: the values as a comma-separated list of string literals. -#}
+{% macro sql_strings(values) -%}
+    {%- set quoted = [] -%}
+    {%- for value in values -%}
+        {%- do quoted.append("'" ~ value | replace("'", "''") ~ "'") -%}
+    {%- endfor -%}
+    {{- return(quoted | join(', ')) -}}
 {%- endmacro %}
