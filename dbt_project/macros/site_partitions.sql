@@ -125,16 +125,14 @@
     {%- if by not in ('participant_id', 'site') or rebuilt_whole(tested.name) -%}
         {{- return('') -}}
     {%- endif -%}
-    {%- if adapter.get_relation(database=target.database, schema='audit', identifier='dbt_partition_sites') is none -%}
+    {%- set named = named_sites() -%}
+    {%- if named is none -%}
         {{- return('') -}}
     {%- endif -%}
-    {#- The sites as literals, so that the filter reaches the scan of a view's table. -#}
-    {%- set named = run_query('select site from audit.dbt_partition_sites order by site').columns[0].values() -%}
     {%- if named | length == 0 -%}
-        {#- No site's inputs changed: in the pipeline's build (which sets POD_DBT_PIPELINE_BUILD),
-            no row of the model was rebuilt, so none is read; run by hand, every row is. -#}
-        {{- return('false' if env_var('POD_DBT_PIPELINE_BUILD', '') else '') -}}
+        {{- return('false') -}}
     {%- endif -%}
+    {#- The sites as literals, so that the filter reaches the scan of a view's table. -#}
     {%- if by == 'site' -%}
         {{- return('site in (' ~ sql_strings(named) ~ ')') -}}
     {%- endif -%}
@@ -158,15 +156,30 @@
             {{- return('true') -}}
         {%- endif -%}
     {%- endfor -%}
-    {%- if adapter.get_relation(database=target.database, schema='audit', identifier='dbt_partition_sites') is none -%}
+    {%- set named = named_sites() -%}
+    {%- if named is none -%}
         {{- return('true') -}}
     {%- endif -%}
-    {%- set named = run_query('select count(*) from audit.dbt_partition_sites').columns[0].values()[0] -%}
-    {%- if named == 0 -%}
-        {{- return('false' if env_var('POD_DBT_PIPELINE_BUILD', '') else 'true') -}}
+    {%- if named | length == 0 -%}
+        {{- return('false') -}}
     {%- endif -%}
     {{- return(column ~ ' in (select participant_id from audit.dbt_rebuilt_participants where model in ('
                ~ sql_strings(names) ~ '))') -}}
+{%- endmacro %}
+
+{#- The sites the build names in audit.dbt_partition_sites, for the tests' scoping: none when a
+    test reads every row (no such table, or no site named and dbt run by hand); an empty list in
+    the pipeline's build (which sets POD_DBT_PIPELINE_BUILD) when no site's inputs changed: no row
+    of a partitioned model was rebuilt, so none is read. -#}
+{% macro named_sites() -%}
+    {%- if adapter.get_relation(database=target.database, schema='audit', identifier='dbt_partition_sites') is none -%}
+        {{- return(none) -}}
+    {%- endif -%}
+    {%- set named = run_query('select site from audit.dbt_partition_sites order by site').columns[0].values() -%}
+    {%- if named | length == 0 and not env_var('POD_DBT_PIPELINE_BUILD', '') -%}
+        {{- return(none) -}}
+    {%- endif -%}
+    {{- return(named) -}}
 {%- endmacro %}
 
 {#- SQL: the values as a comma-separated list of string literals. -#}
