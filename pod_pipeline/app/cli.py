@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 from typing import NoReturn
 
+from pod_pipeline import collector
+
 
 def _synth(args: argparse.Namespace) -> int:
     from pod_devtools.synth import generate
@@ -144,6 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """The `pod` program, or one command of it in this process when `argv` is given (the tests)."""
     args = build_parser().parse_args(argv)
+    if argv is None:
+        collector.own_process()
     code = args.func(args)
     if argv is None and args.func is _run:
         _exit_without_teardown(code)

@@ -16,7 +16,7 @@ import sqlalchemy.exc
 import yaml
 from dagster_shared.error import SerializableErrorInfo
 
-from pod_pipeline import worklock
+from pod_pipeline import collector, worklock
 from pod_pipeline.preload import import_in_background
 from pod_pipeline.settings import Settings, SettingsError, masked_url
 from pod_pipeline.transform import warm_dbt
@@ -157,6 +157,7 @@ def execute(job_name: str = "refresh", run_config: dict | None = None, tags: dic
     from pod_pipeline.app.recovery import recover_interrupted_runs
     from pod_pipeline.definitions import defs
 
+    collector.settle()
     for run_id in recover_interrupted_runs(instance):
         print(f"pod: run {run_id} was interrupted (its process is gone): marked failed", file=sys.stderr)
 

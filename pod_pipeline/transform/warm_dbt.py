@@ -12,7 +12,8 @@ but import: the same command, the same output, in the same pipe.
 Without a warm process to hand over to (a run launched from the UI, a second dbt command in one
 run, a warm process that failed to start), `pod-dbt` replaces itself with the venv's `dbt`.
 
-Only the standard library is imported at module level: `pod-dbt` starts in tens of milliseconds.
+Only the standard library (and `pod_pipeline.collector`, which imports only `gc`) is imported at
+module level: `pod-dbt` starts in tens of milliseconds.
 """
 
 import contextlib
@@ -28,6 +29,8 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
+from pod_pipeline import collector
 
 # The socket of this run's warm dbt process, in the environment dagster-dbt gives `pod-dbt`.
 SOCKET_ENV = "POD_WARM_DBT_SOCKET"
@@ -115,6 +118,8 @@ def serve(path: str, parent: int) -> int:
     listener.listen(1)
     for name in IMPORTED_AHEAD:
         __import__(name)
+    collector.own_process()
+    collector.settle()
     listener.settimeout(PARENT_CHECK_SECONDS)
     while True:
         try:
@@ -139,6 +144,9 @@ def serve(path: str, parent: int) -> int:
     code = _run_dbt()
     sys.stdout.flush()
     sys.stderr.flush()
+    # `pod-dbt` waits for this process to end: its atexit handlers close the working database,
+    # and its teardown collects nothing (pod_pipeline/collector.py).
+    collector.without_final_collection()
     conn.sendall(_INT.pack(code))
     return code  # and the process ends as dbt's would, closing the working database
 
