@@ -17,7 +17,7 @@ PACKAGE = PROJECT_ROOT / "pod_pipeline"
 FLOORS = [
     ("ground", ["pod_pipeline", "pod_pipeline.settings", "pod_pipeline.sql", "pod_pipeline.identifiers",
                 "pod_pipeline.markdown", "pod_pipeline.seeds", "pod_pipeline.csvsafe", "pod_pipeline.worklock",
-                "pod_pipeline.resources", "pod_pipeline.preload"]),
+                "pod_pipeline.resources", "pod_pipeline.preload", "pod_pipeline.collector"]),
     ("ingest", ["pod_pipeline.ingest"]),
     ("transform", ["pod_pipeline.transform"]),
     ("quality", ["pod_pipeline.quality"]),
