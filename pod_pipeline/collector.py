@@ -16,8 +16,9 @@ generations keep Python's thresholds, so cyclic garbage is still freed within a 
 run (dbt's closes the working database), but the collections of the interpreter's teardown have
 nothing to walk.
 
-Only for a process of its own (`own_process()`): frozen objects are never collected, so a test
-process that runs many pipelines in turn keeps Python's defaults.
+Only for a process of its own (`own_process()`): frozen objects are never collected, so a process
+that runs many pipelines in turn (a test process) must not freeze after each run's imports. The
+tests freeze once instead, as their session starts (`tests/conftest.py`).
 """
 
 import gc

@@ -1,6 +1,6 @@
 """pod_pipeline/collector.py: a `pod` command's own process (and its warm dbt) freezes what it keeps
-to its end and collects the young generation less often; any other process, a test's among
-them, keeps Python's collector as it was."""
+to its end and collects the young generation less often; in any other process, a test's among
+them, the collector's functions change nothing."""
 
 import gc
 import json
@@ -35,7 +35,7 @@ def test_a_commands_own_process_freezes_what_it_keeps_and_collects_less_often() 
     assert seen["ended"] >= seen["settled"]["frozen"] + 1000
 
 
-def test_any_other_process_keeps_pythons_collector() -> None:
+def test_in_any_other_process_the_collector_changes_nothing() -> None:
     threshold, frozen = gc.get_threshold(), gc.get_freeze_count()
     collector.settle()
     collector.without_final_collection()
