@@ -17,8 +17,8 @@ run (dbt's closes the working database), but the collections of the interpreter'
 nothing to walk.
 
 Only for a process of its own (`own_process()`): frozen objects are never collected, so a process
-that runs many pipelines in turn (a test process) must not freeze after each run's imports. The
-tests freeze once instead, as their session starts (`tests/conftest.py`).
+that runs many pipelines in turn (a test process) must not freeze after each run's imports; it
+keeps Python's defaults.
 """
 
 import gc

@@ -1,21 +1,9 @@
 """Shared fixtures: every test that builds anything gets its own data folder."""
 
-import gc
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-from pod_pipeline import collector
-
-
-def pytest_sessionstart(session: pytest.Session) -> None:
-    """What this test process imported to collect the tests lives to its end: freeze it, and
-    collect the young generation as a `pod` command's process does (pod_pipeline/collector.py).
-    Only once, before any test runs: a frozen object is never collected, so the runs the tests
-    make are not frozen after it (their `execute` is not a process of its own)."""
-    gc.freeze()
-    gc.set_threshold(collector.YOUNG_GENERATION_THRESHOLD, *gc.get_threshold()[1:])
 
 
 @pytest.fixture
