@@ -13,8 +13,8 @@ process to end.
 and starts a young-generation collection every 10,000 net allocations instead of 700 (the older
 generations keep Python's thresholds, so cyclic garbage is still freed within a few of those).
 `without_final_collection()` does the same for a process about to end: its atexit handlers still
-run (dbt's closes the working database), but the collections of the interpreter's teardown have
-nothing to walk.
+run (dbt-duckdb's closes the working database if dbt's command has not), but the collections of
+the interpreter's teardown have nothing to walk.
 
 Only for a process of its own (`own_process()`): frozen objects are never collected, so a process
 that runs many pipelines in turn (a test process) must not freeze after each run's imports; it

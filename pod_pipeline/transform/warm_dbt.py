@@ -144,8 +144,9 @@ def serve(path: str, parent: int) -> int:
     code = _run_dbt()
     sys.stdout.flush()
     sys.stderr.flush()
-    # `pod-dbt` waits for this process to end: its atexit handlers close the working database,
-    # and its teardown collects nothing (pod_pipeline/collector.py).
+    # `pod-dbt` waits for this process to end. dbt has closed the working database at the end of
+    # its command (dbt-duckdb's atexit handler, which still runs, closes it otherwise); the
+    # teardown's collections have nothing to walk (pod_pipeline/collector.py).
     collector.without_final_collection()
     conn.sendall(_INT.pack(code))
     return code  # and the process ends as dbt's would, closing the working database
