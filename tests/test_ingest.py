@@ -24,6 +24,7 @@ from pod_pipeline.ingest import ledger
 from pod_pipeline.ingest.batch_manifest import KNOWN_FILES
 from pod_pipeline.ingest.checks import conservation_failures
 from pod_pipeline.settings import Settings, SettingsError
+from pod_pipeline.sql import in_any_order
 
 E1, E2, E3 = "20250101T060000Z", "20250301T060000Z", "20250201T060000Z"
 NHS_A, NHS_B, NHS_UNKNOWN = "9434765919", "4010232137", "9990000018"
@@ -495,3 +496,28 @@ def test_a_loaded_batch_removed_from_the_landing_zone_is_named_and_stops_nothing
     assert con.execute("select export_id from raw.register").fetchall() == [(E1,)]
     assert landing.gone_batches(con, root) == [f"kmpt/{E1}"]
     assert all(landing.pending_files(con, root, file) == [] for file in KNOWN_FILES)
+
+
+def test_rows_written_in_any_order_keep_their_lines_and_the_connection_keeps_its_order(tmp_path: Path) -> None:
+    """History and raw rows are written on every core, in no particular order (sql.in_any_order):
+    each keeps the line it came from, and the connection, whose staging numbers lines by insertion
+    order, has insertion order kept again afterwards."""
+    root = tmp_path / "lz"
+    n = 3_000
+    batch(root, "kmpt", E1, register=[participant("KMPT-0001")],
+          meetings=[meeting(f"M{i:06d}", "KMPT-0001", date=f"2024-03-{i % 28 + 1:02d}") for i in range(n)])
+    con = ingest(root, tmp_path / "w.duckdb")
+    assert con.execute("select current_setting('preserve_insertion_order')").fetchall() == [(True,)]
+    misplaced = ("count(*) filter (where {line} <> cast(substr(meeting_id, 2) as bigint) + 2), count(*)")
+    assert con.execute(f"select {misplaced.format(line='_line')} from restricted.network_meetings_history"
+                       ).fetchall() == [(0, n)]
+    assert con.execute(f"select {misplaced.format(line='line_number')} from raw.network_meetings"
+                       ).fetchall() == [(0, n)]
+
+
+def test_in_any_order_restores_the_setting_when_the_block_fails() -> None:
+    con = duckdb.connect()
+    with pytest.raises(duckdb.CatalogException), in_any_order(con):
+        assert con.execute("select current_setting('preserve_insertion_order')").fetchall() == [(False,)]
+        con.execute("select * from no_such_table")
+    assert con.execute("select current_setting('preserve_insertion_order')").fetchall() == [(True,)]

@@ -43,7 +43,6 @@ in after both files are written and before either is moved into place: a failure
 three publications as they were.
 """
 
-import contextlib
 import datetime as dt
 import json
 import os
@@ -55,7 +54,7 @@ import duckdb
 
 from pod_pipeline.delivery import serving
 from pod_pipeline.sql import columns as columns_of
-from pod_pipeline.sql import lit, rows_digest, table_exists
+from pod_pipeline.sql import in_any_order, lit, rows_digest, table_exists
 
 SCHEMA = "marts"
 RELEASES = "marts_releases"
@@ -120,20 +119,18 @@ def publish(con: duckdb.DuckDBPyConnection, target: Path, run_id: str,
     # A mart's rows have no order to keep, and DuckDB writes a table or a Parquet file faster when
     # free to reorder its row groups (outcome_scores at 1,000,000 participants: 15.3 -> 13.3 s
     # into the published file, 8.1 -> 6.5 s into Parquet).
-    con.execute("set preserve_insertion_order = false")
     try:
-        rows, by_site, digests = _write_database(con, tables, staged_db, previous=target,
-                                                 recorded=_recorded_sites(before, target))
-        kept = _write_parquet(con, tables, staged_release, digests, previous=warehouse / PARQUET_LINK,
-                              before=before.get("tables", {}), database=staged_db)
-        if postgres is not None:
-            served = serving.serve(con, tables, postgres, release.name, scratch=warehouse)
+        with in_any_order(con):
+            rows, by_site, digests = _write_database(con, tables, staged_db, previous=target,
+                                                     recorded=_recorded_sites(before, target))
+            kept = _write_parquet(con, tables, staged_release, digests, previous=warehouse / PARQUET_LINK,
+                                  before=before.get("tables", {}), database=staged_db)
+            if postgres is not None:
+                served = serving.serve(con, tables, postgres, release.name, scratch=warehouse)
         staged_release.rename(release)
         os.replace(staged_db, target)
         _point_link(warehouse / PARQUET_LINK, release)
     finally:
-        with contextlib.suppress(duckdb.Error):  # never in the way of the error that ended the try
-            con.execute("reset preserve_insertion_order")
         staged_db.unlink(missing_ok=True)
         Path(f"{staged_db}.wal").unlink(missing_ok=True)
         shutil.rmtree(staged_release, ignore_errors=True)

@@ -20,7 +20,7 @@ from pod_pipeline.identifiers import hmac_pads, sql_pseudonym
 from pod_pipeline.ingest import rules
 from pod_pipeline.ingest.rules import SEP
 from pod_pipeline.ingest.specs import SPECS, FileSpec
-from pod_pipeline.sql import lit, q, table_exists
+from pod_pipeline.sql import in_any_order, lit, q, table_exists
 
 LINEAGE = ("_site as site, _export_id as export_id, _file as source_file, _line as line_number, "
            "_loaded_at as loaded_at")
@@ -169,7 +169,9 @@ def _rebuild_site(con: duckdb.DuckDBPyConnection, spec: FileSpec, target: str, s
     if not table_exists(con, "raw", spec.table):
         con.execute(f"create table {target} as select * from ({plan.rows}) where false", plan.params)
     con.execute(f"delete from {target} where site = $site", {"site": site})
-    con.execute(f"insert into {target} by name {plan.rows}", plan.params)
+    # Raw rows carry their lineage (file and line); written in any order, on every core.
+    with in_any_order(con):
+        con.execute(f"insert into {target} by name {plan.rows}", plan.params)
     _digest_participants(con, spec, target, site)
     con.execute("delete from audit.cross_file_quarantine where file = $f and site = $s",
                 {"f": spec.file, "s": site})

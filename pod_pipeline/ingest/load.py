@@ -19,7 +19,7 @@ from pod_pipeline.ingest import current, ledger, rules
 from pod_pipeline.ingest.csvfile import FileRejected, StagedFile, drop_staged, stage_file
 from pod_pipeline.ingest.rules import SEP
 from pod_pipeline.ingest.specs import FileSpec
-from pod_pipeline.sql import lit, q, table_exists
+from pod_pipeline.sql import in_any_order, lit, q, table_exists
 
 STAGE = "_stage"
 CHECKED = "_checked"
@@ -253,16 +253,18 @@ def _append_history(con: duckdb.DuckDBPyConnection, spec: FileSpec, header: list
     row_hash = "md5(concat_ws(chr(31), " + ", ".join(f"coalesce({q(c)}, chr(0))" for c in hashed) + "))"
     quarantined = "''" if not instruments else "concat_ws(',', " + ", ".join(
         f"case when {q('_i_' + i)} is not null then {lit(i)} end" for i in instruments) + ")"
-    con.execute(
-        f"insert into {history} by name select {', '.join(q(c) for c in header)}, "
-        f"{', '.join(derived)}{', ' if derived else ''}"
-        "$site as _site, $export_id as _export_id, $file as _file, _line, $at as _loaded_at, "
-        "case when _first is null then 'loaded' else 'quarantined' end as _status, "
-        f"split_part(_first, $sep, 2) as _reason, "
-        f"case when _first is null then {quarantined} else '' end as _quarantined_instruments, "
-        f"{row_hash} as _row_hash from {CHECKED}",
-        {"site": batch.site, "export_id": batch.export_id, "file": batch.relative, "at": at, "sep": SEP},
-    )
+    # History rows carry their line; written in any order, on every core (sql.in_any_order).
+    with in_any_order(con):
+        con.execute(
+            f"insert into {history} by name select {', '.join(q(c) for c in header)}, "
+            f"{', '.join(derived)}{', ' if derived else ''}"
+            "$site as _site, $export_id as _export_id, $file as _file, _line, $at as _loaded_at, "
+            "case when _first is null then 'loaded' else 'quarantined' end as _status, "
+            f"split_part(_first, $sep, 2) as _reason, "
+            f"case when _first is null then {quarantined} else '' end as _quarantined_instruments, "
+            f"{row_hash} as _row_hash from {CHECKED}",
+            {"site": batch.site, "export_id": batch.export_id, "file": batch.relative, "at": at, "sep": SEP},
+        )
 
 
 def _ensure_table(con: duckdb.DuckDBPyConnection, table: str, columns: dict[str, str]) -> None:
