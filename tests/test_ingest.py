@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import duckdb
+import pandas as pd
 import pytest
 from landing_builder import (
     KEY,
@@ -16,13 +17,15 @@ from landing_builder import (
     participant,
     quarantine,
     redcap,
+    write_csv,
 )
 
 from pod_pipeline import seeds
 from pod_pipeline.identifiers import pseudonym
-from pod_pipeline.ingest import ledger
-from pod_pipeline.ingest.batch_manifest import KNOWN_FILES
+from pod_pipeline.ingest import current, drift, ledger, load, pipeline
+from pod_pipeline.ingest.batch_manifest import KNOWN_FILES, seal_batch
 from pod_pipeline.ingest.checks import conservation_failures
+from pod_pipeline.ingest.specs import DICTIONARY_COLUMNS
 from pod_pipeline.settings import Settings, SettingsError
 from pod_pipeline.sql import in_any_order
 
@@ -227,8 +230,6 @@ def test_acute_care_rules(tmp_path: Path) -> None:
     batch(tmp_path / "lz", "kmpt", E1, register=register, acute_care=rows)
     folder = tmp_path / "lz" / "kmpt" / E1
     (folder / "acute_care.csv").write_text((folder / "acute_care.csv").read_text() + "E14,9434765919\n")
-    from pod_pipeline.ingest.batch_manifest import seal_batch
-
     seal_batch(folder)
     con = ingest(tmp_path / "lz", tmp_path / "w.duckdb")
     assert [q[1:4] for q in quarantine(con) if q[0] == "acute_care.csv"] == [
@@ -335,8 +336,6 @@ def test_a_changed_loaded_batch_is_refused_and_the_ledger_chain_detects_tamperin
     folder = batch(root, "kmpt", E1, register=[participant("KMPT-0001")])
     ingest(root, tmp_path / "w.duckdb").close()
     (folder / "register.csv").write_text((folder / "register.csv").read_text().replace("1980", "1981"))
-    from pod_pipeline.ingest.batch_manifest import seal_batch
-
     seal_batch(folder)
     con = ingest(root, tmp_path / "w.duckdb")
     assert con.execute("select status from audit.load_ledger where file = 'manifest.json' order by entry_id"
@@ -390,8 +389,6 @@ def test_rows_delivered_before_their_participant_is_registered_come_back_when_th
     register = first / "register.csv"
     lines = register.read_text().splitlines()
     register.write_text("\n".join([lines[0] + ",arm", *(line + ",POD" for line in lines[1:])]) + "\n")
-    from pod_pipeline.ingest.batch_manifest import seal_batch
-
     seal_batch(first)
     con = ingest(root, db)
     assert ("register.csv", E3, None, "arm", "duplicate_column") in con.execute(
@@ -521,3 +518,156 @@ def test_in_any_order_restores_the_setting_when_the_block_fails() -> None:
         assert con.execute("select current_setting('preserve_insertion_order')").fetchall() == [(False,)]
         con.execute("select * from no_such_table")
     assert con.execute("select current_setting('preserve_insertion_order')").fetchall() == [(True,)]
+
+
+def _deliver_again(root: Path, site: str, earlier: str, export_id: str, files: tuple[str, ...]) -> Path:
+    """A new batch repeating `files` of an earlier one byte for byte."""
+    folder = root / site / export_id
+    folder.mkdir(parents=True)
+    for name in files:
+        (folder / name).write_bytes((root / site / earlier / name).read_bytes())
+    seal_batch(folder)
+    return folder
+
+
+def _as_recorded(con: duckdb.DuckDBPyConnection, export_id: str) -> dict[str, list[tuple]]:
+    """What ingestion recorded of one batch's files, the times and run aside, in a stable order."""
+    recorded = {
+        "ledger": 'select file, sha256, status, rows_read, rows_loaded, rows_quarantined, error '
+                  "from audit.load_ledger where export_id = $e and file <> 'manifest.json'",
+        "quarantine": 'select file, line, "column", reason, detail, scope, instrument from audit.quarantine '
+                      "where export_id = $e",
+        "columns": 'select file, position, "column" from audit.file_columns where export_id = $e',
+        "cross_file": 'select file, line, "column", reason, detail from audit.cross_file_quarantine '
+                      "where export_id = $e",
+    }
+    for table in ("register", "redcap_records", "honos"):
+        recorded[f"raw.{table}"] = f"select * exclude (loaded_at) from raw.{table} where export_id = $e"
+    for table in ("register", "redcap_records", "honos"):
+        recorded[table] = f"select * exclude (_loaded_at) from restricted.{table}_history where _export_id = $e"
+    return {name: sorted(con.execute(sql, {"e": export_id}).fetchall(), key=repr) for name, sql in recorded.items()}
+
+
+def test_a_file_delivered_again_byte_for_byte_is_recorded_as_its_first_delivery_without_being_read(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    register = [participant("KMPT-0001", nhs_number=NHS_A), participant("KMPT-0002", nhs_number=NHS_B),
+                participant("kmpt-3")]                                                   # line 4 quarantined
+    rows = [redcap("KMPT-0001", wemwbs_01="7", wemwbs_02="3"),                            # wemwbs quarantined
+            redcap("KMPT-0002"), redcap("KMPT-0009")]                                     # line 4 quarantined
+    ratings = [honos("H1", NHS_A), honos("H2", NHS_UNKNOWN)]
+    files = ("register.csv", "redcap_records.csv", "honos.csv", "redcap_dictionary.csv")
+    for root in (tmp_path / "a", tmp_path / "b"):
+        folder = batch(root, "kmpt", E1, register=register, redcap_rows=rows, honos_rows=ratings,
+                       dictionary=dictionary_rows(), seal=False)
+        with (folder / "register.csv").open("a", encoding="utf-8") as out:
+            out.write("KMPT-0004,too,few,fields\n")                                       # line 5 malformed
+        seal_batch(folder)
+        ingest(root, tmp_path / f"{root.name}.duckdb").close()
+        _deliver_again(root, "kmpt", E1, E2, files)
+
+    # Warehouse a: the second batch's files are never read; b judges them as any file is judged.
+    def not_read(*args, **kwargs):
+        raise AssertionError(f"a file delivered again byte for byte was read: {args[1]}")
+
+    # Nor are the current rows rebuilt from them: they are the same rows, named by the new batch.
+    def not_rebuilt(*args, **kwargs):
+        raise AssertionError(f"the raw rows of a file delivered again byte for byte were rebuilt: {args[1].file}")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(load, "stage_file", not_read)
+        patched.setattr(current, "_rebuild_site", not_rebuilt)
+        a = ingest(tmp_path / "a", tmp_path / "a.duckdb")
+    with monkeypatch.context() as patched:
+        patched.setattr(load, "_judged_before", lambda *args: None)
+        b = ingest(tmp_path / "b", tmp_path / "b.duckdb")
+
+    copied = _as_recorded(a, E2)
+    assert copied == _as_recorded(b, E2)
+    assert all(copied[name] for name in ("ledger", "cross_file", "raw.register", "raw.honos", "register"))
+    assert a.execute("select count(*) from raw.redcap_records where export_id <> $e", {"e": E2}).fetchall() == [(0,)]
+    assert a.execute("select distinct r.loaded_at = h._loaded_at from raw.register r join restricted.register_history"
+                     " h on h._export_id = r.export_id and h._line = r.line_number").fetchall() == [(True,)]
+    assert {(line, reason) for file, line, _, reason, *_ in copied["quarantine"] if file == "register.csv"} == {
+        (4, "invalid_format"), (5, "malformed_row")}
+    assert any(scope == "instrument" for *_, scope, _ in copied["quarantine"])
+    assert a.execute("select file, copied_from from audit.file_judgements where export_id = $e order by file",
+                     {"e": E2}).fetchall() == [(f, E1) for f in sorted(files)]
+    assert b.execute("select count(*) from audit.file_judgements where export_id = $e and copied_from is null",
+                     {"e": E2}).fetchall() == [(len(files),)]
+    # The current snapshot is the second batch's, and every row is still accounted for.
+    assert a.execute("select distinct export_id from raw.register").fetchall() == [(E2,)]
+    assert ledger.verify(a) == []
+    for file in files:
+        assert conservation_failures(a, file) == []
+
+    # A third delivery of the same bytes copies from the first judgement, through the second; its
+    # export drift is taken from the profile on record of the pair the second delivery ended.
+    _deliver_again(tmp_path / "a", "kmpt", E1, "20250401T060000Z", ("register.csv",))
+    a.close()
+
+    def not_profiled(*args, **kwargs):
+        raise AssertionError("the export drift of a file delivered again byte for byte was worked out again")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(load, "stage_file", not_read)
+        patched.setattr(drift, "_profile_sql", not_profiled)
+        a = ingest(tmp_path / "a", tmp_path / "a.duckdb")
+    assert a.execute("select copied_from from audit.file_judgements where export_id = '20250401T060000Z'"
+                     ).fetchall() == [(E1,)]
+    recorded, worked_out = drift.current(a, "register.csv"), drift.drift(a, "register.csv")
+    assert recorded[["previous_export", "current_export", "records_current", "participants_current"]].values.tolist(
+    ) == [[E2, "20250401T060000Z", 3, 3]]
+    pd.testing.assert_frame_equal(recorded, worked_out, check_dtype=False)
+
+
+def test_the_same_bytes_are_judged_anew_under_other_rules_another_key_or_other_code(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root, db = tmp_path / "lz", tmp_path / "w.duckdb"
+    rows = [redcap("KMPT-0001", redcap_repeat_instrument="carer_questionnaire", redcap_repeat_instance="1",
+                   carer_id="Jane Doe", cws_wb_01="9")]
+    batch(root, "kmpt", E1, register=[participant("KMPT-0001", nhs_number=NHS_A)], redcap_rows=rows,
+          honos_rows=[honos("H1", NHS_A)], dictionary=dictionary_rows())
+    ingest(root, db).close()
+
+    def delivered_with_dictionary(export_id: str, flagged: tuple[str, ...]) -> list[tuple]:
+        folder = _deliver_again(root, "kmpt", E1, export_id, ("redcap_records.csv",))
+        write_csv(folder / "redcap_dictionary.csv", list(DICTIONARY_COLUMNS), dictionary_rows(flagged))
+        seal_batch(folder)
+        ingest(root, db).close()
+        with duckdb.connect(str(db)) as con:
+            return con.execute("select file, copied_from from audit.file_judgements where export_id = $e "
+                               "order by file", {"e": export_id}).fetchall()
+
+    # The dictionary now marks carer_id as an identifier. No rule of the load judges carer_id, so
+    # the records are judged alike and copied; the raw layer withholds the field (current.py).
+    assert delivered_with_dictionary(E2, ("carer_id",)) == [
+        ("redcap_dictionary.csv", None), ("redcap_records.csv", E1)]
+    # It marks cws_wb_01, whose rule quarantined the carer questionnaire quoting the value: judged anew.
+    later = "20250401T060000Z"
+    assert delivered_with_dictionary(later, ("carer_id", "cws_wb_01")) == [
+        ("redcap_dictionary.csv", None), ("redcap_records.csv", None)]
+    con = duckdb.connect(str(db))
+    details = dict(con.execute("select export_id, detail from audit.quarantine where instrument = "
+                               "'carer_questionnaire'").fetchall())
+    assert "9" in details[E2] and "9" not in details[later] and "withheld" in details[later]
+    assert con.execute("select carer_id, cws_wb_01 from raw.redcap_records").fetchall() == [(None, None)]
+    con.close()
+
+    # The same HoNOS ratings under another pseudonym key: judged anew, so linked under the new key.
+    later = "20250501T060000Z"
+    _deliver_again(root, "kmpt", E1, later, ("register.csv", "honos.csv"))
+    con = duckdb.connect(str(db))
+    pipeline.ingest_zone(con, root, "another key, for this test only")
+    assert con.execute("select file, copied_from from audit.file_judgements where export_id = $e order by file",
+                       {"e": later}).fetchall() == [("honos.csv", None), ("register.csv", None)]
+    assert con.execute("select study_id from raw.honos").fetchall() == [("KMPT-0001",)]
+    assert con.execute("select _pseudonym from restricted.honos_history where _export_id = $e",
+                       {"e": later}).fetchall() == [(pseudonym(NHS_A, "another key, for this test only"),)]
+    con.close()
+
+    # The same bytes and rules, judged by other code (a change to staging, rules or this module).
+    _deliver_again(root, "kmpt", E1, "20250601T060000Z", ("redcap_records.csv",))
+    monkeypatch.setattr(load, "_JUDGED_BY", "other code")
+    con = ingest(root, db)
+    assert con.execute("select copied_from from audit.file_judgements where export_id = '20250601T060000Z'"
+                       ).fetchall() == [(None,)]

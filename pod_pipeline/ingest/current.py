@@ -111,33 +111,54 @@ def refresh(con: duckdb.DuckDBPyConnection, file: str, pseudonym_key: str | None
 
 @dataclass(frozen=True)
 class _Plan:
-    """The SQL that builds one site's rows of a file (and its cross-file quarantine), and what it reads."""
+    """The SQL that builds one site's rows of a file (and its cross-file quarantine), and what it reads:
+    the batches, and what they are copies of (`origins`: a batch that repeats an earlier one's bytes,
+    judged alike, has that one's rows; load.py)."""
 
     rows: str
     rejected: str
     params: dict[str, str]
     register_export: str | None
+    origins: tuple[str | None, str | None] = (None, None)
 
     @property
     def inputs(self) -> str:
         parts = [self.rows, self.rejected, self.params, self.register_export]
         return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
 
+    @property
+    def content(self) -> str:
+        """The same for two plans whose rows differ in their lineage alone."""
+        parts = [self.rows, self.rejected, self.params["site"], self.origins]
+        return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
+
 
 def _rebuild_changed(con: duckdb.DuckDBPyConnection, spec: FileSpec, target: str, plans: dict[str, "_Plan"],
                      run_id: str | None) -> bool:
     """Rebuild the sites whose inputs changed; False when the table had to be reshaped (start again)."""
-    built = dict(con.execute("select site, inputs from audit.current_inputs where file = $f",
-                             {"f": spec.file}).fetchall())
+    built = {site: (inputs, content) for site, inputs, content in con.execute(
+        "select site, inputs, content from audit.current_inputs where file = $f", {"f": spec.file}).fetchall()}
     for site, plan in plans.items():
-        if built.get(site) == plan.inputs:
+        inputs, content = built.get(site, (None, None))
+        if inputs == plan.inputs:
             continue
-        if not _rebuild_site(con, spec, target, site, plan, run_id):
+        if content == plan.content and table_exists(con, "raw", spec.table):
+            _relabel_site(con, spec, target, site, plan)
+        elif not _rebuild_site(con, spec, target, site, plan, run_id):
             return False
         con.execute("delete from audit.current_inputs where file = $f and site = $s", {"f": spec.file, "s": site})
-        con.execute("insert into audit.current_inputs values ($f, $s, $i)",
-                    {"f": spec.file, "s": site, "i": plan.inputs})
+        con.execute("insert into audit.current_inputs (file, site, inputs, content) values ($f, $s, $i, $c)",
+                    {"f": spec.file, "s": site, "i": plan.inputs, "c": plan.content})
     return True
+
+
+def _origin(con: duckdb.DuckDBPyConnection, file: str, site: str, export_id: str | None) -> str | None:
+    """The export whose rows the site's export of the file repeats: the one judged (load.py)."""
+    if export_id is None:
+        return None
+    rows = con.execute("select coalesce(copied_from, export_id) from audit.file_judgements where site = $s "
+                       "and export_id = $e and file = $f", {"s": site, "e": export_id, "f": file}).fetchall()
+    return rows[0][0] if rows else export_id
 
 
 def _site_plan(con: duckdb.DuckDBPyConnection, spec: FileSpec, site: str, export_id: str,
@@ -146,12 +167,27 @@ def _site_plan(con: duckdb.DuckDBPyConnection, spec: FileSpec, site: str, export
               + (f"left join {REFERENCE} reg on {spec.link} " if spec.uses_register else "")
               + "where h._site = $site and h._export_id = $export_id and h._status = 'loaded'")
     params = {"site": site, "export_id": export_id}
+    origins = (_origin(con, spec.file, site, export_id),
+               _origin(con, "register.csv", site, register_export) if spec.uses_register else None)
     if not spec.uses_register:
-        return _Plan(f"select {', '.join(_projection(con, spec, site))}, {LINEAGE} {source}", "", params, None)
+        return _Plan(f"select {', '.join(_projection(con, spec, site))}, {LINEAGE} {source}", "", params, None,
+                     origins)
     first, detail = rules.checked(spec.cross_rules(site))
     rows = f"select {', '.join(_projection(con, spec, site))}, {LINEAGE} {source} and ({first}) is null"
     rejected = (f"select h._line, {first} as _first, {detail} as _detail {source} and ({first}) is not null")
-    return _Plan(rows, rejected, params, register_export)
+    return _Plan(rows, rejected, params, register_export, origins)
+
+
+def _relabel_site(con: duckdb.DuckDBPyConnection, spec: FileSpec, target: str, site: str, plan: _Plan) -> None:
+    """The site's rows and cross-file verdicts stay as they are, named by the batch they are now read
+    from: it repeats the bytes of the one they were built from, judged alike (so do the register's)."""
+    lineage = con.execute(f"select _file, _loaded_at from restricted.{spec.table}_history "
+                          "where _site = $site and _export_id = $export_id limit 1", plan.params).fetchall()
+    file, loaded_at = lineage[0] if lineage else (None, None)
+    con.execute(f"update {target} set export_id = $export_id, source_file = $file, loaded_at = $at "
+                "where site = $site and export_id <> $export_id", {**plan.params, "file": file, "at": loaded_at})
+    con.execute("update audit.cross_file_quarantine set export_id = $export_id where file = $f and site = $site "
+                "and export_id <> $export_id", {**plan.params, "f": spec.file})
 
 
 def _rebuild_site(con: duckdb.DuckDBPyConnection, spec: FileSpec, target: str, site: str, plan: _Plan,

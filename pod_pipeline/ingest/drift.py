@@ -8,7 +8,8 @@ changed.
 A pair of loaded exports never changes (history and the ledger are append-only), so ingestion
 profiles each site's pair once, when its newest export arrives (`record`), and keeps the profile in
 audit.export_drift; the check reads the current pairs' profiles from there (`current`). A new batch
-at one site is profiled alone instead of every site's history being read again on every run.
+at one site is profiled alone instead of every site's history being read again on every run, and a
+file it repeats byte for byte is profiled from what is on record (`_record_repeated`).
 """
 
 import duckdb
@@ -67,9 +68,36 @@ def record(con: duckdb.DuckDBPyConnection, file: str) -> list[str]:
     con.execute(f"create table if not exists {STORE} (file varchar, {columns})")
     sites = _unrecorded(con, file)
     if sites and table_exists(con, "restricted", f"{SPECS[file].table}_history"):
-        con.execute(f"insert into {STORE} select $file as file, * from ({_profile_sql(file, sites)})",
-                    {"file": file, "sites": sites})
+        repeated = _record_repeated(con, file, sites)
+        if others := [site for site in sites if site not in repeated]:
+            con.execute(f"insert into {STORE} select $file as file, * from ({_profile_sql(file, others)})",
+                        {"file": file, "sites": others})
     return sites
+
+
+def _record_repeated(con: duckdb.DuckDBPyConnection, file: str, sites: list[str]) -> list[str]:
+    """Profile the pairs whose newer export repeats the older one byte for byte: nothing dropped or
+    changed, and as many records and participants as the older export has, which the profile of
+    the pair it ended is on record with. The sites so profiled."""
+    return [site for (site,) in con.execute(f"""
+        insert into {STORE}
+        with {_pairs(sites)},
+        counted as (
+            select site, current_export as export_id, any_value(records_current) as records,
+                any_value(participants_current) as participants
+            from {STORE} where file = $file group by all
+        )
+        select $file, pairs.site, pairs.previous_export, pairs.current_export, records, records, 0, 0,
+            participants, participants, 0, 0 / nullif(records, 0), 0 / nullif(records, 0),
+            0 / nullif(participants, 0)
+        from pairs
+        inner join audit.load_ledger as p on p.site = pairs.site and p.export_id = pairs.previous_export
+            and p.file = $file and p.status = 'loaded'
+        inner join audit.load_ledger as c on c.site = pairs.site and c.export_id = pairs.current_export
+            and c.file = $file and c.status = 'loaded' and c.sha256 = p.sha256
+        inner join counted on counted.site = pairs.site and counted.export_id = pairs.previous_export
+        returning site
+    """, {"file": file, "sites": sites}).fetchall()]
 
 
 def _unrecorded(con: duckdb.DuckDBPyConnection, file: str) -> list[str]:

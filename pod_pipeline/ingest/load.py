@@ -5,17 +5,28 @@ Every record ends in exactly one place: `restricted.<table>_history` with `_stat
 quarantine (`audit.quarantine`, with file, line, column and reason). Only the row rules are judged
 here; rules across files are judged on every run against the current files (current.py). The ledger entry written in
 the same transaction records the counts, so a crash leaves no half-loaded file.
+
+A cumulative export often repeats a file byte for byte (a register after recruitment closed, the
+HoNOS ratings of a quiet month). Such a file is not read again when the site's earlier export of the
+same bytes was judged by the same rules: its verdicts are copied (`_copy_verdicts`), row for row,
+under the new export. What decides "the same rules" is a digest of everything a verdict depends on
+beside the bytes (`Judgement.digest`), kept for every file judged (`audit.file_judgements`).
 """
 
 import contextlib
 import datetime as dt
+import hashlib
+import hmac
+import json
+import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
 
 from pod_pipeline.identifiers import hmac_pads
-from pod_pipeline.ingest import current, ledger, rules
+from pod_pipeline.ingest import csvfile, current, ledger, rules
 from pod_pipeline.ingest.csvfile import FileRejected, StagedFile, drop_staged, stage_file
 from pod_pipeline.ingest.rules import SEP
 from pod_pipeline.ingest.specs import FileSpec
@@ -37,13 +48,21 @@ create table if not exists audit.cross_file_quarantine (
     "column" varchar, reason varchar not null, detail varchar, scope varchar not null,
     instrument varchar, quarantined_at timestamp not null, run_id varchar
 );
--- What each site's raw rows of a file were last built from (see current.refresh).
+-- What each site's raw rows of a file were last built from (see current.refresh): the batches, and
+-- their content (the same for batches that repeat an earlier one's bytes, judged alike).
 create table if not exists audit.current_inputs (
     file varchar not null, site varchar not null, inputs varchar not null
 );
+alter table audit.current_inputs add column if not exists content varchar;
 create table if not exists audit.file_columns (
     site varchar not null, export_id varchar not null, file varchar not null,
     position integer not null, "column" varchar not null
+);
+-- How each loaded file was judged (Judgement.digest), and the export whose verdicts it copied when
+-- its bytes and judgement were those of an earlier export of the site's (null when judged here).
+create table if not exists audit.file_judgements (
+    site varchar not null, export_id varchar not null, file varchar not null, sha256 varchar not null,
+    judgement varchar not null, copied_from varchar
 );
 create schema if not exists restricted;
 create schema if not exists raw;
@@ -74,6 +93,7 @@ class FileOutcome:
     method: str = ""
     error: str | None = None
     extra_columns: tuple[str, ...] = ()
+    copied_from: str | None = None  # the export whose verdicts were copied: the same bytes, judged alike
 
 
 def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
@@ -96,18 +116,30 @@ def load_file(con: duckdb.DuckDBPyConnection, spec: FileSpec, batch: BatchFile,
     """Load one delivered file; a file-level fault rejects it whole.
 
     The file is staged first, outside the transaction (so its rows are numbered in file order),
-    then judged and recorded in one transaction.
+    then judged and recorded in one transaction. A file whose bytes and judgement are those of an
+    earlier export of the site's is not staged: that export's verdicts are copied.
     """
+    earlier = _judged_before(con, spec, batch, pseudonym_key)
+    if earlier is not None:
+        return _in_transaction(con, lambda: _copy_verdicts(con, spec, batch, *earlier, run_id))
     try:
         staged: StagedFile | FileRejected = stage_file(con, batch.path, STAGE, list(spec.required))
     except FileRejected as rejected:
         staged = rejected
-    con.execute("begin transaction")
     try:
         if isinstance(staged, FileRejected):
-            outcome = _reject(con, spec, batch, staged, run_id)
-        else:
-            outcome = _load(con, spec, batch, staged, pseudonym_key, run_id)
+            return _in_transaction(con, lambda: _reject(con, spec, batch, staged, run_id))
+        return _in_transaction(con, lambda: _load(con, spec, batch, staged, pseudonym_key, run_id))
+    finally:
+        with contextlib.suppress(duckdb.Error):
+            drop_staged(con, STAGE)
+            con.execute(f"drop table if exists {CHECKED}")
+
+
+def _in_transaction(con: duckdb.DuckDBPyConnection, work: Callable[[], FileOutcome]) -> FileOutcome:
+    con.execute("begin transaction")
+    try:
+        outcome = work()
         con.execute("commit")
     except BaseException:
         # A failed commit (a full disk) has ended the transaction already: its error is the one
@@ -115,10 +147,6 @@ def load_file(con: duckdb.DuckDBPyConnection, spec: FileSpec, batch: BatchFile,
         with contextlib.suppress(duckdb.Error):
             con.execute("rollback")
         raise
-    finally:
-        with contextlib.suppress(duckdb.Error):
-            drop_staged(con, STAGE)
-            con.execute(f"drop table if exists {CHECKED}")
     return outcome
 
 
@@ -133,11 +161,32 @@ def _reject(con: duckdb.DuckDBPyConnection, spec: FileSpec, batch: BatchFile, re
     return FileOutcome(batch, "rejected", error=f"{rejected.reason}: {detail}")
 
 
-def _load(con: duckdb.DuckDBPyConnection, spec: FileSpec, batch: BatchFile, staged: StagedFile,
-          key: str, run_id: str | None) -> FileOutcome:
-    header = staged.header
-    con.executemany("insert into audit.file_columns values (?, ?, ?, ?, ?)",
-                    [(batch.site, batch.export_id, spec.file, i, c) for i, c in enumerate(header, 1)])
+# What judges a file beside its own rules: the staging (csvfile.py), the rules' SQL (rules.py) and
+# this module, which writes the verdicts. A change to any of them judges every file anew once.
+_JUDGED_BY = hashlib.sha256(b"".join(Path(module.__file__).read_bytes()
+                                     for module in (csvfile, rules, sys.modules[__name__]))).hexdigest()
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """The SQL that judges a file with this header in this batch: its row rules (the site's), each
+    REDCap instrument's rules (with the items the site's dictionary marks as identifiers as of the
+    batch), its derived columns, and the history row it keeps."""
+
+    header: tuple[str, ...]
+    instruments: dict[str, tuple[str, str]]
+    select: tuple[str, ...]
+    history: str
+    key_check: str  # an HMAC of a constant under the pseudonym key: which key, not the key
+
+    @property
+    def digest(self) -> str:
+        parts = [_JUDGED_BY, self.header, self.select, self.instruments, self.history, self.key_check]
+        return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
+
+
+def _judgement(con: duckdb.DuckDBPyConnection, spec: FileSpec, batch: BatchFile, header: list[str],
+               key: str) -> Judgement:
     identifiers = set(spec.identifiers) | _flagged_identifiers(con, batch, spec)
     row_rules = [rule for rule in spec.row_rules(batch.site) if rule.column in header]
     first, detail = rules.checked(row_rules)
@@ -146,9 +195,42 @@ def _load(con: duckdb.DuckDBPyConnection, spec: FileSpec, batch: BatchFile, stag
     # An instrument's detail is worked out for its quarantined rows only (_quarantine_rows).
     select += [f"{i_first} as {q('_i_' + instrument)}" for instrument, (i_first, _) in instruments.items()]
     select += [f"{d.sql} as {d.name}" for d in spec.derived]
+    key_check = hmac.new(key.encode(), b"pod_pipeline judgement", hashlib.sha256).hexdigest()
+    return Judgement(tuple(header), instruments, tuple(select),
+                     _history_select(spec, header, instruments), key_check)
+
+
+def _judged_before(con: duckdb.DuckDBPyConnection, spec: FileSpec, batch: BatchFile,
+                   key: str) -> tuple[str, Judgement] | None:
+    """(export, judgement) of the site's newest earlier export of these bytes judged as this batch
+    would judge them; None when there is none and the file is to be read."""
+    params = {"site": batch.site, "file": spec.file, "sha": batch.sha256, "export_id": batch.export_id}
+    same_bytes = """
+        from audit.file_judgements j join audit.load_ledger l on l.site = j.site and l.export_id = j.export_id
+            and l.file = j.file and l.sha256 = j.sha256 and l.status = 'loaded'
+        where j.site = $site and j.file = $file and j.sha256 = $sha and j.export_id <> $export_id"""
+    rows = con.execute(f"select j.export_id {same_bytes} order by j.export_id desc limit 1", params).fetchall()
+    if not rows:
+        return None
+    # The same bytes have the same header: the earlier export's, as it was staged.
+    header = [c for (c,) in con.execute(
+        "select \"column\" from audit.file_columns where site = $site and export_id = $e and file = $file "
+        "order by position", {"site": batch.site, "e": rows[0][0], "file": spec.file}).fetchall()]
+    judgement = _judgement(con, spec, batch, header, key)
+    rows = con.execute(f"select j.export_id {same_bytes} and j.judgement = $digest "
+                       "order by j.export_id desc limit 1", {**params, "digest": judgement.digest}).fetchall()
+    return (rows[0][0], judgement) if rows else None
+
+
+def _load(con: duckdb.DuckDBPyConnection, spec: FileSpec, batch: BatchFile, staged: StagedFile,
+          key: str, run_id: str | None) -> FileOutcome:
+    header = staged.header
+    _record_columns(con, batch, spec, header)
+    judgement = _judgement(con, spec, batch, header, key)
+    instruments = judgement.instruments
     pads = dict(zip(("inner_pad", "outer_pad"), hmac_pads(key), strict=True))
-    con.execute(f"create temp table {CHECKED} as select s._line, {', '.join(select)} from {STAGE} s",
-                {k: v for k, v in pads.items() if f"${k}" in first + " ".join(select)})
+    con.execute(f"create temp table {CHECKED} as select s._line, {', '.join(judgement.select)} from {STAGE} s",
+                {k: v for k, v in pads.items() if any(f"${k}" in part for part in judgement.select)})
 
     loaded_at = _now()
     where = dict(site=batch.site, export_id=batch.export_id, file=spec.file)
@@ -164,13 +246,61 @@ def _load(con: duckdb.DuckDBPyConnection, spec: FileSpec, batch: BatchFile, stag
     flagged = {instrument: n for instrument, n in zip(instruments, counts[2:], strict=True) if n}
     _quarantine_rows(con, staged.malformed, {i: instruments[i] for i in flagged}, where, loaded_at, run_id,
                      any_row=counts[1] > 0)
-    _append_history(con, spec, header, instruments, batch, loaded_at)
-    instrument_count = sum(flagged.values())
+    _append_history(con, spec, judgement, batch, loaded_at, f"select {judgement.history} from {CHECKED}")
     ledger.append(con, ledger.Entry(batch.site, batch.export_id, spec.file, batch.sha256, "loaded",
                                     staged.rows_read, loaded, quarantined), run_id)
-    extras = tuple(c for c in header if c not in spec.required and not _known_redcap(c, spec))
-    return FileOutcome(batch, "loaded", staged.rows_read, loaded, quarantined, instrument_count,
-                       staged.method, extra_columns=extras)
+    _record_judgement(con, batch, spec, judgement, copied_from=None)
+    return FileOutcome(batch, "loaded", staged.rows_read, loaded, quarantined, sum(flagged.values()),
+                       staged.method, extra_columns=_extras(header, spec))
+
+
+def _copy_verdicts(con: duckdb.DuckDBPyConnection, spec: FileSpec, batch: BatchFile, earlier: str,
+                   judgement: Judgement, run_id: str | None) -> FileOutcome:
+    """Record the file as the earlier export of the same bytes was recorded, judged alike: its
+    history rows and its row and instrument quarantine, line for line, under this batch."""
+    _record_columns(con, batch, spec, list(judgement.header))
+    at = _now()
+    con.execute(
+        "insert into audit.quarantine select site, $export_id, file, line, \"column\", reason, detail, scope, "
+        "instrument, $at, $run_id from audit.quarantine where site = $site and export_id = $earlier "
+        "and file = $file and scope in ('row', 'instrument')",
+        {"site": batch.site, "export_id": batch.export_id, "earlier": earlier, "file": spec.file, "at": at,
+         "run_id": run_id})
+    _append_history(con, spec, judgement, batch, at,
+                    f"select * exclude (_site, _export_id, _file, _loaded_at) from restricted.{spec.table}_history "
+                    f"where _site = $site and _export_id = {lit(earlier)}")
+    read, loaded, quarantined = con.execute(
+        "select rows_read, rows_loaded, rows_quarantined from audit.load_ledger where site = $site "
+        "and export_id = $earlier and file = $file and status = 'loaded'",
+        {"site": batch.site, "earlier": earlier, "file": spec.file}).fetchall()[0]
+    instruments = con.execute(
+        "select count(*) from audit.quarantine where site = $site and export_id = $export_id and file = $file "
+        "and scope = 'instrument'", {"site": batch.site, "export_id": batch.export_id, "file": spec.file},
+    ).fetchall()[0][0]
+    ledger.append(con, ledger.Entry(batch.site, batch.export_id, spec.file, batch.sha256, "loaded",
+                                    read, loaded, quarantined), run_id)
+    origin = con.execute("select coalesce(copied_from, export_id) from audit.file_judgements where site = $site "
+                         "and export_id = $earlier and file = $file",
+                         {"site": batch.site, "earlier": earlier, "file": spec.file}).fetchall()[0][0]
+    _record_judgement(con, batch, spec, judgement, copied_from=origin)
+    return FileOutcome(batch, "loaded", read, loaded, quarantined, instruments, f"copied from {earlier}",
+                       extra_columns=_extras(list(judgement.header), spec), copied_from=earlier)
+
+
+def _record_columns(con: duckdb.DuckDBPyConnection, batch: BatchFile, spec: FileSpec, header: list[str]) -> None:
+    con.executemany("insert into audit.file_columns values (?, ?, ?, ?, ?)",
+                    [(batch.site, batch.export_id, spec.file, i, c) for i, c in enumerate(header, 1)])
+
+
+def _record_judgement(con: duckdb.DuckDBPyConnection, batch: BatchFile, spec: FileSpec, judgement: Judgement,
+                      copied_from: str | None) -> None:
+    con.execute("insert into audit.file_judgements values ($site, $export_id, $file, $sha, $judgement, $copied)",
+                {"site": batch.site, "export_id": batch.export_id, "file": spec.file, "sha": batch.sha256,
+                 "judgement": judgement.digest, "copied": copied_from})
+
+
+def _extras(header: list[str], spec: FileSpec) -> tuple[str, ...]:
+    return tuple(c for c in header if c not in spec.required and not _known_redcap(c, spec))
 
 
 def _known_redcap(column: str, spec: FileSpec) -> bool:
@@ -238,32 +368,38 @@ def _quarantine_rows(con: duckdb.DuckDBPyConnection, malformed: list[tuple[int, 
         )
 
 
-def _append_history(con: duckdb.DuckDBPyConnection, spec: FileSpec, header: list[str],
-                    instruments: dict[str, tuple[str, str]], batch: BatchFile, at: dt.datetime) -> None:
-    history = f"restricted.{spec.table}_history"
-    derived = {d.name: d.type for d in spec.derived}
-    columns = {c: "varchar" for c in header} | {
-        "_site": "varchar", "_export_id": "varchar", "_file": "varchar", "_line": "bigint",
-        "_loaded_at": "timestamp", "_status": "varchar", "_reason": "varchar",
-        "_quarantined_instruments": "varchar", "_row_hash": "varchar", **derived,
-    }
-    _ensure_table(con, history, columns)
+def _history_select(spec: FileSpec, header: list[str], instruments: dict[str, tuple[str, str]]) -> str:
+    """The history row of a judged row (of CHECKED), its lineage aside."""
     # The hash drift is judged by: the contract's columns only (extra columns come and go).
     hashed = [c for c in header if c not in spec.identifiers and (c in spec.required or _known_redcap(c, spec))]
     row_hash = "md5(concat_ws(chr(31), " + ", ".join(f"coalesce({q(c)}, chr(0))" for c in hashed) + "))"
     quarantined = "''" if not instruments else "concat_ws(',', " + ", ".join(
         f"case when {q('_i_' + i)} is not null then {lit(i)} end" for i in instruments) + ")"
+    return (f"{', '.join(q(c) for c in header)}, {''.join(d.name + ', ' for d in spec.derived)}_line, "
+            "case when _first is null then 'loaded' else 'quarantined' end as _status, "
+            "split_part(_first, $sep, 2) as _reason, "
+            f"case when _first is null then {quarantined} else '' end as _quarantined_instruments, "
+            f"{row_hash} as _row_hash")
+
+
+def _append_history(con: duckdb.DuckDBPyConnection, spec: FileSpec, judgement: Judgement, batch: BatchFile,
+                    at: dt.datetime, rows: str) -> None:
+    """Append `rows` (history rows without their lineage) to the file's history, as this batch's."""
+    history = f"restricted.{spec.table}_history"
+    derived = {d.name: d.type for d in spec.derived}
+    columns = {c: "varchar" for c in judgement.header} | {
+        "_site": "varchar", "_export_id": "varchar", "_file": "varchar", "_line": "bigint",
+        "_loaded_at": "timestamp", "_status": "varchar", "_reason": "varchar",
+        "_quarantined_instruments": "varchar", "_row_hash": "varchar", **derived,
+    }
+    _ensure_table(con, history, columns)
     # History rows carry their line; written in any order, on every core (sql.in_any_order).
     with in_any_order(con):
         con.execute(
-            f"insert into {history} by name select {', '.join(q(c) for c in header)}, "
-            f"{', '.join(derived)}{', ' if derived else ''}"
-            "$site as _site, $export_id as _export_id, $file as _file, _line, $at as _loaded_at, "
-            "case when _first is null then 'loaded' else 'quarantined' end as _status, "
-            f"split_part(_first, $sep, 2) as _reason, "
-            f"case when _first is null then {quarantined} else '' end as _quarantined_instruments, "
-            f"{row_hash} as _row_hash from {CHECKED}",
-            {"site": batch.site, "export_id": batch.export_id, "file": batch.relative, "at": at, "sep": SEP},
+            f"insert into {history} by name select *, $site as _site, $export_id as _export_id, "
+            f"$file as _file, $at as _loaded_at from ({rows})",
+            {"site": batch.site, "export_id": batch.export_id, "file": batch.relative, "at": at,
+             **({"sep": SEP} if "$sep" in rows else {})},
         )
 
 
