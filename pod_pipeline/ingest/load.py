@@ -202,8 +202,8 @@ def _judgement(con: duckdb.DuckDBPyConnection, spec: FileSpec, batch: BatchFile,
 
 def _judged_before(con: duckdb.DuckDBPyConnection, spec: FileSpec, batch: BatchFile,
                    key: str) -> tuple[str, Judgement] | None:
-    """(export, judgement) of the site's newest earlier export of these bytes judged as this batch
-    would judge them; None when there is none and the file is to be read."""
+    """(export, judgement): the newest of the site's exports already loaded with these bytes and judged
+    as this batch would judge them; None when there is none and the file is to be read."""
     params = {"site": batch.site, "file": spec.file, "sha": batch.sha256, "export_id": batch.export_id}
     same_bytes = """
         from audit.file_judgements j join audit.load_ledger l on l.site = j.site and l.export_id = j.export_id
