@@ -3,6 +3,7 @@
 import json
 from pathlib import Path
 
+import dagster as dg
 import duckdb
 import pandas as pd
 import pytest
@@ -23,9 +24,11 @@ from landing_builder import (
 from pod_pipeline import seeds
 from pod_pipeline.identifiers import pseudonym
 from pod_pipeline.ingest import current, drift, ledger, load, pipeline
+from pod_pipeline.ingest.assets import RAW_KEYS, landing_batches, raw_assets
 from pod_pipeline.ingest.batch_manifest import KNOWN_FILES, seal_batch
 from pod_pipeline.ingest.checks import conservation_failures
 from pod_pipeline.ingest.specs import DICTIONARY_COLUMNS
+from pod_pipeline.resources import Warehouse
 from pod_pipeline.settings import Settings, SettingsError
 from pod_pipeline.sql import in_any_order
 
@@ -671,3 +674,18 @@ def test_the_same_bytes_are_judged_anew_under_other_rules_another_key_or_other_c
     con = ingest(root, db)
     assert con.execute("select copied_from from audit.file_judgements where export_id = '20250601T060000Z'"
                        ).fetchall() == [(None,)]
+
+
+def test_the_raw_asset_tells_the_engineer_which_files_were_repeated(
+        pod_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = tmp_path / "lz"
+    batch(root, "kmpt", E1, register=[participant("KMPT-0001"), participant("kmpt-2")])
+    _deliver_again(root, "kmpt", E1, E2, ("register.csv",))
+    monkeypatch.setenv("POD_LANDING_DIR", str(root))
+    register = next(a for a in raw_assets if RAW_KEYS["register.csv"] in a.keys)
+    result = dg.materialize([landing_batches, register], resources={"warehouse": Warehouse()})
+    metadata = {key: value.value for key, value in result.asset_materializations_for_node(
+        register.op.name)[0].metadata.items()}
+    assert (metadata["files_loaded"], metadata["files_repeated"], metadata["rows_quarantined"]) == (2, 1, 2)
+    assert metadata["read_methods"] == {f"kmpt/{E1}/register.csv": "plain",
+                                        f"kmpt/{E2}/register.csv": f"copied from {E1}"}
