@@ -204,22 +204,20 @@ def _judged_before(con: duckdb.DuckDBPyConnection, spec: FileSpec, batch: BatchF
                    key: str) -> tuple[str, Judgement] | None:
     """(export, judgement): the newest of the site's exports already loaded with these bytes and judged
     as this batch would judge them; None when there is none and the file is to be read."""
-    params = {"site": batch.site, "file": spec.file, "sha": batch.sha256, "export_id": batch.export_id}
-    same_bytes = """
-        from audit.file_judgements j join audit.load_ledger l on l.site = j.site and l.export_id = j.export_id
-            and l.file = j.file and l.sha256 = j.sha256 and l.status = 'loaded'
-        where j.site = $site and j.file = $file and j.sha256 = $sha and j.export_id <> $export_id"""
-    rows = con.execute(f"select j.export_id {same_bytes} order by j.export_id desc limit 1", params).fetchall()
-    if not rows:
+    same_bytes = con.execute(
+        "select j.export_id, j.judgement from audit.file_judgements j join audit.load_ledger l "
+        "on l.site = j.site and l.export_id = j.export_id and l.file = j.file and l.sha256 = j.sha256 "
+        "and l.status = 'loaded' where j.site = $site and j.file = $file and j.sha256 = $sha "
+        "and j.export_id <> $export_id order by j.export_id desc",
+        {"site": batch.site, "file": spec.file, "sha": batch.sha256, "export_id": batch.export_id}).fetchall()
+    if not same_bytes:
         return None
-    # The same bytes have the same header: the earlier export's, as it was staged.
+    # The same bytes have the same header: the newest such export's, as it was staged.
     header = [c for (c,) in con.execute(
         "select \"column\" from audit.file_columns where site = $site and export_id = $e and file = $file "
-        "order by position", {"site": batch.site, "e": rows[0][0], "file": spec.file}).fetchall()]
+        "order by position", {"site": batch.site, "e": same_bytes[0][0], "file": spec.file}).fetchall()]
     judgement = _judgement(con, spec, batch, header, key)
-    rows = con.execute(f"select j.export_id {same_bytes} and j.judgement = $digest "
-                       "order by j.export_id desc limit 1", {**params, "digest": judgement.digest}).fetchall()
-    return (rows[0][0], judgement) if rows else None
+    return next(((export_id, judgement) for export_id, digest in same_bytes if digest == judgement.digest), None)
 
 
 def _load(con: duckdb.DuckDBPyConnection, spec: FileSpec, batch: BatchFile, staged: StagedFile,
