@@ -4,6 +4,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import scheduling
 
 
 @pytest.fixture
@@ -83,7 +84,14 @@ def _worker_group(item: pytest.Item) -> str | None:
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # Under xdist each worker collects; the slow tier's longest scopes are split between the
+    # workers beforehand, one group per worker's share (tests/scheduling.py).
+    workers = getattr(config, "workerinput", {}).get("workercount", 0)
+    shares = scheduling.shares(scheduling.MEASURED_SECONDS, workers) if workers > 1 else {}
     for item in items:
         group = _worker_group(item)
+        share = shares.get(scheduling.scope_key(item.nodeid, group))
+        if share is not None:
+            group = scheduling.SHARE_GROUP.format(share)
         if group:
             item.add_marker(pytest.mark.xdist_group(group))
