@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -429,3 +430,69 @@ def test_analysts_duckdb_shell_opens_the_published_file_read_only(settings: Sett
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "7"
+
+
+def test_the_parquet_files_are_written_while_the_staged_database_takes_the_next_mart(
+        settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The staged copy of the last mart waits until the first mart's Parquet file has been started:
+    written one after the other (the files only once the database was done), this would wait in
+    vain. The release is then as a publication written in turn would leave it."""
+    build_marts(settings, 6)
+    started, threads = threading.Event(), []
+    file_of, write_whole = publication._ParquetRelease._file, publication._write_whole
+
+    def file(release, table, digests):
+        threads.append(threading.current_thread().name)
+        started.set()
+        return file_of(release, table, digests)
+
+    def whole(con, table, columns, of_sites):
+        if table == "participants":  # the last of arms, participant_flow, participants
+            assert started.wait(timeout=60), "no Parquet file was started before the last mart's copy"
+        return write_whole(con, table, columns, of_sites)
+
+    monkeypatch.setattr(publication._ParquetRelease, "_file", file)
+    monkeypatch.setattr(publication, "_write_whole", whole)
+    with connect(settings) as con:
+        done = publication.publish(con, settings.published_db, "run-one")
+        assert len(threads) == 3 and all(name.startswith("pod-parquet") for name in threads)
+        for table in ("arms", "participant_flow", "participants"):
+            assert _parquet_rows(done.release, table) == sorted(
+                con.execute(f"select * from marts.{table}").fetchall(), key=repr)
+    recorded = json.loads((done.release / publication.RELEASE_DIGESTS).read_text())
+    assert sorted(recorded["tables"]) == ["arms", "participant_flow", "participants"]
+    assert recorded["database"]["size"] == settings.published_db.stat().st_size
+
+
+@pytest.mark.parametrize("failing", ["parquet", "database"])
+def test_a_publication_failing_on_either_side_leaves_the_last_one_as_it_was(
+        settings: Settings, monkeypatch: pytest.MonkeyPatch, failing: str) -> None:
+    """A Parquet file that cannot be written, or a staged database that cannot be, fails the
+    publication with its own error while the other side is at work; the last publication stays
+    byte for byte, and nothing staged is left behind."""
+    build_marts(settings, 6)
+    with connect(settings) as con:
+        publication.publish(con, settings.published_db, "run-one")
+        con.execute("update marts.participants set score = -1 where participant_id = 'KMPT-0003'")
+    before = release_digests(settings), digest(settings.published_db)
+
+    def no_space(*args: object) -> None:
+        raise OSError(28, f"No space left on device ({failing})")
+
+    write_whole = publication._write_whole
+
+    def whole(con, table, columns, of_sites):
+        if table == "participants":  # the last mart: the other two's files are on their way
+            no_space()
+        return write_whole(con, table, columns, of_sites)
+
+    if failing == "parquet":
+        monkeypatch.setattr(publication, "_link_unchanged", no_space)
+    else:
+        monkeypatch.setattr(publication, "_write_whole", whole)
+    with pytest.raises(OSError, match=f"No space left on device \\({failing}\\)"), connect(settings) as con:
+        publication.publish(con, settings.published_db, "run-two")
+    assert (release_digests(settings), digest(settings.published_db)) == before
+    warehouse = settings.warehouse_dir
+    assert not list(warehouse.glob(".pod_marts.staged-*"))
+    assert [p.name for p in (warehouse / publication.RELEASES).iterdir() if p.name.startswith(".")] == []
