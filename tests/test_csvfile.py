@@ -9,7 +9,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pod_pipeline.ingest.csvfile import FileRejected, drop_staged, probe, stage_file
+from pod_pipeline.ingest.csvfile import (
+    CHANGED_LINES,
+    EarlierRows,
+    FileRejected,
+    drop_staged,
+    probe,
+    repeats_of,
+    stage_file,
+)
 
 
 def stage(tmp_path: Path, content: bytes, required=("a", "b", "c")):
@@ -39,6 +47,35 @@ def test_a_plain_file_is_numbered_by_a_view_over_its_rows_and_dropped_whole(tmp_
         stage_file(con, path, "s", ["a"])  # staging again replaces what the first staging made
         drop_staged(con, "s")
         assert con.execute("select count(*) from information_schema.tables").fetchall() == [(0,)]
+
+
+@pytest.mark.parametrize("content, staged_lines, repeats, method", [
+    # Line 2 repeats the earlier line 5 field for field (its empty field a NULL); line 4 repeats line
+    # 7, but its key (a) was twice in the earlier file and is once now: staged, as lines 3 and 5 are,
+    # each with its key's count over this file.
+    (b"\xef\xbb\xbfa,b\n1,\n2,x\nq,r\n2,y\n", [(3, "2", "x", 2), (4, "q", "r", 1), (5, "2", "y", 2)], [(2, 5)],
+     CHANGED_LINES),
+    (b"a,b\n1,\r\n", None, None, "scanned"),      # not plain (a lone CR): read in full
+    (b"a,b\n1,2,3\n", None, None, "python"),       # a line of three fields: read in full, reported
+    (b"a,b\nq\x1fr,s\n", None, None, "plain"),    # a unit separator in a line: read in full
+])
+def test_a_plain_file_is_staged_against_earlier_rows_by_its_changed_lines_only(
+        tmp_path: Path, content: bytes, staged_lines: list | None, repeats: list | None, method: str) -> None:
+    path = tmp_path / "f.csv"
+    path.write_bytes(content)
+    con = duckdb.connect()
+    con.execute("create table earlier as select * from (values (5, '1', null), (7, 'q', 'r'), (8, 'q', 'r\x1fs')) "
+                "t(_line, a, b)")
+    earlier = EarlierRows("select * from earlier where _line > $after", {"after": 0}, {'"_count:a"': ("a",)})
+    staged = stage_file(con, path, "s", ["a", "b"], lambda header: earlier)
+    assert staged.method == method
+    if staged_lines is not None:
+        assert con.execute('select _line, a, b, "_count:a" from s order by _line').fetchall() == staged_lines
+        assert con.execute(f"select * from {repeats_of('s')} order by all").fetchall() == repeats
+        assert (staged.rows_read, staged.repeated) == (4, 1)
+    drop_staged(con, "s")
+    assert con.execute("select table_name from information_schema.tables where table_name <> 'earlier'"
+                       ).fetchall() == []
 
 
 def test_bom_and_crlf_are_accepted(tmp_path: Path) -> None:

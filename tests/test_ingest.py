@@ -23,7 +23,7 @@ from landing_builder import (
 
 from pod_pipeline import seeds
 from pod_pipeline.identifiers import pseudonym
-from pod_pipeline.ingest import current, drift, ledger, load, pipeline
+from pod_pipeline.ingest import csvfile, current, drift, ledger, load, pipeline
 from pod_pipeline.ingest.assets import RAW_KEYS, landing_batches, raw_assets
 from pod_pipeline.ingest.batch_manifest import KNOWN_FILES, seal_batch
 from pod_pipeline.ingest.checks import conservation_failures
@@ -689,3 +689,73 @@ def test_the_raw_asset_tells_the_engineer_which_files_were_repeated(
     assert (metadata["files_loaded"], metadata["files_repeated"], metadata["rows_quarantined"]) == (2, 1, 2)
     assert metadata["read_methods"] == {f"kmpt/{E1}/register.csv": "plain",
                                         f"kmpt/{E2}/register.csv": f"copied from {E1}"}
+
+
+@pytest.mark.parametrize("newline", ["\n", "\r\n"])
+def test_a_cumulative_export_judges_only_its_changed_lines_and_records_what_judging_every_line_records(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, newline: str) -> None:
+    register = [participant("KMPT-0001", nhs_number=NHS_A), participant("KMPT-0002", nhs_number=NHS_B),
+                participant("kmpt-3"), participant("KMPT-0005")]                          # line 4 quarantined
+    first = [redcap("KMPT-0001", wemwbs_01="7", wemwbs_02="3"),      # line 2: wemwbs quarantined
+             redcap("KMPT-0002", wemwbs_01="3"),                     # line 3: changed in the second export
+             redcap("KMPT-0009"),                                    # line 4: not in the register
+             redcap("KMPT-0002", "month_3_arm_1", wemwbs_01="2"),    # line 5: gone from the second export
+             redcap("kmpt-9"),                                       # line 6: quarantined (record_id)
+             redcap("KMPT-0005"), redcap("KMPT-0005"),               # lines 7, 8: a duplicate key
+             redcap("KMPT-0001", "month_6_arm_1")]                   # line 9
+    second = [first[4], first[0],                                    # lines 2, 3: repeated, elsewhere
+              redcap("KMPT-0002", wemwbs_01="4"),                    # line 4: changed
+              first[2], first[5],                                    # lines 5, 6: repeated
+              redcap("KMPT-0004", wemwbs_01="9"),                    # line 7: new, wemwbs quarantined
+              redcap("KMPT-0001", "month_3_arm_1", wemwbs_01="5"),   # line 8: new
+              first[6],                                              # line 9: its key twice, as before
+              first[7], first[7]]                                    # lines 10, 11: its key now twice
+    ratings = [honos("H1", NHS_A), honos("H2", NHS_UNKNOWN)]
+
+    def deliver(root: Path, export_id: str, rows: list[dict[str, str]], people: list[dict[str, str]],
+                malformed: str = "") -> None:
+        folder = batch(root, "kmpt", export_id, register=people, redcap_rows=rows, honos_rows=ratings, seal=False)
+        with (folder / "honos.csv").open("a", encoding="utf-8") as out:
+            out.write(malformed)
+        for path in folder.glob("*.csv"):
+            path.write_bytes(path.read_bytes().replace(b"\n", newline.encode()))
+        seal_batch(folder)
+
+    stats, recorded = {}, {}
+    for root in (tmp_path / "a", tmp_path / "b"):
+        deliver(root, E1, first, register)
+        ingest(root, tmp_path / f"{root.name}.duckdb").close()
+        # The second register adds a participant; the second HoNOS file has a malformed line, so
+        # it is read in full (and reported as before).
+        deliver(root, E2, second, [*register, participant("KMPT-0004")], malformed="H3,too,few,fields\n")
+    staged_plain: list[str] = []
+    plain = csvfile._stage_plain
+
+    def spy(con: duckdb.DuckDBPyConnection, path: Path, *args, **kwargs):
+        staged_plain.append(path.name)
+        return plain(con, path, *args, **kwargs)
+
+    with monkeypatch.context() as patched:  # a: the changed lines only; b: every line, as any file
+        patched.setattr(csvfile, "_stage_plain", spy)
+        with duckdb.connect(str(tmp_path / "a.duckdb")) as a:
+            stats = {o.file.path.name: o.method for done in pipeline.ingest_zone(a, tmp_path / "a", KEY).values()
+                     for o in done.outcomes}
+            recorded["a"] = _as_recorded(a, E2)
+    with monkeypatch.context() as patched:
+        patched.setattr(load, "_judged_alike", lambda *args: None)
+        with duckdb.connect(str(tmp_path / "b.duckdb")) as b:
+            pipeline.ingest_zone(b, tmp_path / "b", KEY)
+            recorded["b"] = _as_recorded(b, E2)
+
+    assert stats["redcap_records.csv"] == f"plain: 5 line(s) judged, 5 repeating rows of {E1}"
+    assert stats["register.csv"] == f"plain: 1 line(s) judged, 4 repeating rows of {E1}"
+    assert stats["honos.csv"] == "python"
+    assert staged_plain == ["honos.csv"]
+    assert recorded["a"] == recorded["b"]
+    # Copied (lines 3, 6 and 9) and judged (the rest) alike; the duplicate keys counted over the file.
+    assert {(file, line, reason, scope) for file, line, _, reason, _, scope, _ in recorded["a"]["quarantine"]} == {
+        ("honos.csv", 4, "malformed_row", "row"), ("register.csv", 4, "invalid_format", "row"),
+        ("redcap_records.csv", 3, "out_of_range", "instrument"), ("redcap_records.csv", 6, "duplicate_key", "row"),
+        ("redcap_records.csv", 7, "out_of_range", "instrument"), ("redcap_records.csv", 9, "duplicate_key", "row"),
+        ("redcap_records.csv", 10, "duplicate_key", "row"), ("redcap_records.csv", 11, "duplicate_key", "row")}
+    assert recorded["a"]["cross_file"]  # kmpt-9 and KMPT-0009 are not in the register

@@ -9,13 +9,17 @@ does the heavy lifting only when it provably reads the same records:
 - files with quotes are scanned by Python first (record start lines, field counts, total length);
   when every record is well formed DuckDB reads them and must agree on count and total length;
 - anything else (malformed records, disagreement) is loaded through Python, record by record.
+
+A plain file may be read against rows already judged (`EarlierRows`: the same header's rows of an
+earlier export of the site's): DuckDB reads it as lines, and only the lines that repeat no earlier
+row field for field are staged; the others are mapped to the row they repeat (`repeats_of`).
 """
 
 import array
 import codecs
 import csv
 import itertools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,6 +33,8 @@ BOM = codecs.BOM_UTF8
 # A field larger than this is almost certainly a runaway quote; it is reported, not loaded.
 MAX_FIELD_BYTES = 1 << 24
 BATCH_ROWS = 50_000
+# The method of a file staged against earlier rows (stage_file's `earlier`): its changed lines only.
+CHANGED_LINES = "plain, changed lines"
 
 csv.field_size_limit(MAX_FIELD_BYTES)
 
@@ -75,6 +81,19 @@ class StagedFile:
     rows_read: int
     malformed: list[tuple[int, str]] = field(default_factory=list)  # (line, detail)
     method: str = "plain"
+    # Lines not staged because they repeat a row of `EarlierRows` (mapped in `repeats_of(table)`).
+    repeated: int = 0
+
+
+@dataclass(frozen=True)
+class EarlierRows:
+    """Rows already judged that a file's lines may repeat: SQL selecting `_line` and one column per
+    header name (in the header's order, NULL for an empty field), with its parameters."""
+
+    sql: str
+    params: Mapping[str, object]
+    # Columns to give each line staged, by name: the count of the file's lines sharing a key.
+    counts: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 def probe(path: Path) -> Probe:
@@ -148,11 +167,19 @@ def read_header(path: Path, required: list[str]) -> tuple[list[str], list[str]]:
     return header, [name for name in header if name not in set(required)]
 
 
-def stage_file(con: duckdb.DuckDBPyConnection, path: Path, table: str, required: list[str]) -> StagedFile:
-    """Read `path` into a fresh table `table`; raise FileRejected for a file-level fault."""
+def stage_file(con: duckdb.DuckDBPyConnection, path: Path, table: str, required: list[str],
+               earlier: Callable[[list[str]], EarlierRows | None] | None = None) -> StagedFile:
+    """Read `path` into a fresh table `table`; raise FileRejected for a file-level fault.
+
+    `earlier(header)`, when given, names rows already judged: a plain file's lines that repeat one of
+    them are not staged but mapped to it (`repeats_of(table)`: `_line`, and `_from`, its `_line`).
+    """
     shape = probe(path)
     header, _ = read_header(path, required)
     drop_staged(con, table)
+    rows_before = earlier(header) if shape.is_plain and earlier is not None else None
+    if rows_before is not None and (staged := _stage_changed(con, path, table, header, shape, rows_before)):
+        return staged
     if shape.is_plain and (rows := _stage_plain(con, path, table, header, shape)) is not None:
         return StagedFile(table, header, rows, method="plain")
     lines, malformed, total_length = _scan(path, len(header))
@@ -191,6 +218,91 @@ def _stage_plain(con: duckdb.DuckDBPyConnection, path: Path, table: str, header:
     # rows: copying a large file's table only to add the column cost a tenth of its load.
     con.execute(f"create temp view {table} as select rowid + 2 as _line, * from {rows}")
     return expected
+
+
+def _stage_changed(con: duckdb.DuckDBPyConnection, path: Path, table: str, header: list[str], shape: Probe,
+                   earlier: EarlierRows) -> StagedFile | None:
+    """Stage the lines of a plain file that repeat no row of `earlier`, each with the counts of
+    `earlier.counts` over the whole file; None (nothing staged) when DuckDB read the file otherwise
+    or a line is not one field per header name (the full reading reports it).
+
+    A line repeats a row when its fields, joined by a unit separator, digest as the row's do, and
+    every count of its key is the row's count in its own file. A line of the header's width without
+    a unit separator has the header's count of them exactly, so the row it digests as has the same
+    fields: no field of the row can hold one.
+    """
+    lines, numbered, repeats = f"{table}__lines", f"{table}__numbered", repeats_of(table)
+    expected = shape.newlines - 1 + (0 if shape.ends_with_newline else 1)
+    position = {name: i for i, name in enumerate(header, 1)}
+    keys = sorted({c for key in earlier.counts.values() for c in key}, key=position.__getitem__)
+    windows = "".join(f", count(*) over (partition by {', '.join(q(c) for c in key)}) as {name}"
+                      for name, key in earlier.counts.items())
+    row = "concat_ws(chr(31), " + ", ".join(f"coalesce({q(name)}, '')" for name in header) + ")"
+    same_counts = "".join(f" and n.{name} = e.{name}" for name in earlier.counts)
+    try:
+        # One column per line: a plain file holds no NUL, the delimiter. DuckDB drops each line's end.
+        con.execute(f"create temp table {lines} as select l from read_csv({lit(str(path))}, header = true, "
+                    "columns = {'l': 'VARCHAR'}, delim = chr(0), quote = '', escape = '', auto_detect = false, "
+                    "strict_mode = true, max_line_size = 134217728, null_padding = false)")
+        # Each line's digest, width and key fields (insertion order is file order: rowid 0 is line 2),
+        # by regular expressions: splitting every line costs several times as much.
+        key_fields = (f", regexp_extract(l, {lit(_fields_pattern([position[c] for c in keys]))}, "
+                      f"[{', '.join(lit(f'k{i}') for i in range(len(keys)))}]) as _keys") if keys else ""
+        con.execute(f"create temp table {numbered} as select rowid + 2 as _line, "
+                    "md5(replace(l, ',', chr(31))) as _digest, "
+                    f"regexp_full_match(l, {lit(_width_pattern(len(header)))}) and not contains(l, chr(31)) as _ok"
+                    f"{key_fields} from {lines}")
+        read, odd = con.execute(f"select count(*), count(*) filter (where _ok is not true) "
+                                f"from {numbered}").fetchall()[0]
+        if read != expected or odd:
+            for made in (numbered, lines):
+                con.execute(f"drop table {made}")
+            return None
+        # The counts are worked out over the digests and keys alone: a window carrying whole lines
+        # or rows sorts them all.
+        fields = "".join(f", nullif(_keys.k{i}, '') as {q(c)}" for i, c in enumerate(keys))
+        con.execute(f"create or replace temp table {numbered} as select _line, _digest{windows} "
+                    f"from (select _line, _digest{fields} from {numbered})")
+        key_columns = "".join(f", {q(c)}" for c in keys)
+        con.execute(
+            f"create temp table {repeats} as select n._line, e._from from {numbered} n join ("
+            f"select _digest{''.join(', ' + name for name in earlier.counts)}, min(_line) as _from from ("
+            f"select _line, _digest{windows} from (select _line, md5({row}) as _digest{key_columns} "
+            f"from ({earlier.sql}))) group by all) e on n._digest = e._digest{same_counts}", dict(earlier.params))
+        columns = "".join(f", nullif(_fields[{i}], '') as {q(name)}" for i, name in enumerate(header, 1))
+        con.execute(f"create temp table {table} as select c._line{columns}"
+                    f"{''.join(', n.' + name for name in earlier.counts)} from ("
+                    f"select _line, string_split(l, ',') as _fields from (select rowid + 2 as _line, l from {lines}) "
+                    f"anti join {repeats} using (_line)) c join {numbered} n using (_line)")
+    except duckdb.Error:
+        for made in (repeats, table, numbered, lines):
+            con.execute(f"drop table if exists {made}")
+        return None
+    con.execute(f"drop table {lines}")
+    con.execute(f"drop table {numbered}")
+    return StagedFile(table, header, expected, method=CHANGED_LINES, repeated=_count(con, repeats))
+
+
+def _width_pattern(width: int) -> str:
+    """A regular expression matching a line of `width` fields (no quotes), however wide."""
+    hundreds, rest = divmod(width - 1, 100)
+    groups = (f"(?:(?:[^,]*,){{100}}){{{hundreds}}}" if hundreds else "") + (f"(?:[^,]*,){{{rest}}}" if rest else "")
+    return groups + "[^,]*"
+
+
+def _fields_pattern(positions: list[int]) -> str:
+    """A regular expression capturing the fields at `positions` (1-based, ascending) of a line."""
+    pattern, after = "^", 0
+    for position in positions:
+        skip = position - after - 1
+        pattern += ("," if after else "") + (f"(?:[^,]*,){{{skip}}}" if skip else "") + "([^,]*)"
+        after = position
+    return pattern
+
+
+def repeats_of(table: str) -> str:
+    """The temporary table mapping a file's lines that repeat an earlier row to that row's line."""
+    return f"{table}__repeats"
 
 
 def _stage_scanned(con: duckdb.DuckDBPyConnection, path: Path, table: str, header: list[str],
@@ -292,8 +404,9 @@ def drop_staged(con: duckdb.DuckDBPyConnection, table: str) -> None:
     """Drop what `stage_file` made of `table`, whichever way it was staged."""
     made = con.execute(
         "select table_name, table_type = 'VIEW' from information_schema.tables "
-        "where table_catalog = 'temp' and table_name in ($table, $rows)",
-        {"table": table, "rows": _rows_of(table)}).fetchall()
+        "where table_catalog = 'temp' and table_name in ($table, $rows, $repeats, $lines, $numbered)",
+        {"table": table, "rows": _rows_of(table), "repeats": repeats_of(table), "lines": f"{table}__lines",
+         "numbered": f"{table}__numbered"}).fetchall()
     for name, is_view in sorted(made, key=lambda made: not made[1]):  # the view before its table
         con.execute(f"drop {'view' if is_view else 'table'} {name}")
 

@@ -11,6 +11,13 @@ HoNOS ratings of a quiet month). Such a file is not read again when the site's e
 same bytes was judged by the same rules: its verdicts are copied (`_copy_verdicts`), row for row,
 under the new export. What decides "the same rules" is a digest of everything a verdict depends on
 beside the bytes (`Judgement.digest`), kept for every file judged (`audit.file_judgements`).
+
+More often a cumulative export repeats most of its rows and changes or adds a few. Every rule here
+judges a row by its own fields, so a row repeated field for field has the verdict it had: a plain
+file whose site has an earlier export of the same file judged alike is read as lines against that
+export's rows (csvfile.EarlierRows), only the lines that repeat none of them are judged, and the
+verdicts of the others (their history rows and their row and instrument quarantine) are copied
+under their new lines (`_copy_repeated`).
 """
 
 import contextlib
@@ -27,7 +34,7 @@ import duckdb
 
 from pod_pipeline.identifiers import hmac_pads
 from pod_pipeline.ingest import csvfile, current, ledger, rules
-from pod_pipeline.ingest.csvfile import FileRejected, StagedFile, drop_staged, stage_file
+from pod_pipeline.ingest.csvfile import EarlierRows, FileRejected, StagedFile, drop_staged, repeats_of, stage_file
 from pod_pipeline.ingest.rules import SEP
 from pod_pipeline.ingest.specs import FileSpec
 from pod_pipeline.sql import in_any_order, lit, q, table_exists
@@ -122,14 +129,27 @@ def load_file(con: duckdb.DuckDBPyConnection, spec: FileSpec, batch: BatchFile,
     earlier = _judged_before(con, spec, batch, pseudonym_key)
     if earlier is not None:
         return _in_transaction(con, lambda: _copy_verdicts(con, spec, batch, *earlier, run_id))
+    base: list[str] = []  # the export whose rows the lines not staged repeat
+
+    def earlier_rows(header: list[str]) -> EarlierRows | None:
+        judgement = _judgement(con, spec, batch, header, pseudonym_key)
+        found = _judged_alike(con, spec, batch, judgement)
+        if found is None:
+            return None
+        base.append(found)
+        return EarlierRows(f"select _line, {', '.join(q(c) for c in header)} from restricted.{spec.table}_history "
+                           "where _site = $site and _export_id = $export_id", {"site": batch.site, "export_id": found},
+                           {rules.counted(key): key for key in judgement.keys})
+
     try:
-        staged: StagedFile | FileRejected = stage_file(con, batch.path, STAGE, list(spec.required))
+        staged: StagedFile | FileRejected = stage_file(con, batch.path, STAGE, list(spec.required), earlier_rows)
     except FileRejected as rejected:
         staged = rejected
     try:
         if isinstance(staged, FileRejected):
             return _in_transaction(con, lambda: _reject(con, spec, batch, staged, run_id))
-        return _in_transaction(con, lambda: _load(con, spec, batch, staged, pseudonym_key, run_id))
+        repeated = base[-1] if staged.method == csvfile.CHANGED_LINES else None
+        return _in_transaction(con, lambda: _load(con, spec, batch, staged, pseudonym_key, run_id, repeated))
     finally:
         with contextlib.suppress(duckdb.Error):
             drop_staged(con, STAGE)
@@ -178,6 +198,13 @@ class Judgement:
     select: tuple[str, ...]
     history: str
     key_check: str  # an HMAC of a constant under the pseudonym key: which key, not the key
+    keys: tuple[tuple[str, ...], ...] = ()  # whose counts over the file a rule reads (rules.counted)
+
+    def source(self, staged: str, counted: bool) -> str:
+        """The staged rows with the counts the rules read (worked out here unless `counted`)."""
+        windows = ", ".join(f"count(*) over (partition by {', '.join(q(c) for c in key)}) as {rules.counted(key)}"
+                            for key in self.keys)
+        return staged if counted or not windows else f"(select *, {windows} from {staged})"
 
     @property
     def digest(self) -> str:
@@ -196,8 +223,9 @@ def _judgement(con: duckdb.DuckDBPyConnection, spec: FileSpec, batch: BatchFile,
     select += [f"{i_first} as {q('_i_' + instrument)}" for instrument, (i_first, _) in instruments.items()]
     select += [f"{d.sql} as {d.name}" for d in spec.derived]
     key_check = hmac.new(key.encode(), b"pod_pipeline judgement", hashlib.sha256).hexdigest()
+    keys = tuple(dict.fromkeys(rule.key for rule in row_rules if rule.key))
     return Judgement(tuple(header), instruments, tuple(select),
-                     _history_select(spec, header, instruments), key_check)
+                     _history_select(spec, header, instruments), key_check, keys)
 
 
 def _judged_before(con: duckdb.DuckDBPyConnection, spec: FileSpec, batch: BatchFile,
@@ -220,14 +248,31 @@ def _judged_before(con: duckdb.DuckDBPyConnection, spec: FileSpec, batch: BatchF
     return next(((export_id, judgement) for export_id, digest in same_bytes if digest == judgement.digest), None)
 
 
+def _judged_alike(con: duckdb.DuckDBPyConnection, spec: FileSpec, batch: BatchFile,
+                  judgement: Judgement) -> str | None:
+    """The newest other export of the site's file loaded and judged as this batch's would be (so with
+    the same header): a row repeated from it has the verdict it had there."""
+    found = con.execute(
+        "select j.export_id from audit.file_judgements j join audit.load_ledger l on l.site = j.site "
+        "and l.export_id = j.export_id and l.file = j.file and l.sha256 = j.sha256 and l.status = 'loaded' "
+        "where j.site = $site and j.file = $file and j.judgement = $judgement and j.export_id <> $export_id "
+        "order by j.export_id desc limit 1",
+        {"site": batch.site, "file": spec.file, "judgement": judgement.digest, "export_id": batch.export_id},
+    ).fetchall()
+    return found[0][0] if found else None
+
+
 def _load(con: duckdb.DuckDBPyConnection, spec: FileSpec, batch: BatchFile, staged: StagedFile,
-          key: str, run_id: str | None) -> FileOutcome:
+          key: str, run_id: str | None, repeated: str | None = None) -> FileOutcome:
+    """Judge the staged rows and record them; `repeated`: the export whose rows the lines not staged
+    repeat (their verdicts are copied, `_copy_repeated`)."""
     header = staged.header
     _record_columns(con, batch, spec, header)
     judgement = _judgement(con, spec, batch, header, key)
     instruments = judgement.instruments
     pads = dict(zip(("inner_pad", "outer_pad"), hmac_pads(key), strict=True))
-    con.execute(f"create temp table {CHECKED} as select s._line, {', '.join(judgement.select)} from {STAGE} s",
+    source = judgement.source(STAGE, counted=staged.method == csvfile.CHANGED_LINES)
+    con.execute(f"create temp table {CHECKED} as select s._line, {', '.join(judgement.select)} from {source} s",
                 {k: v for k, v in pads.items() if any(f"${k}" in part for part in judgement.select)})
 
     loaded_at = _now()
@@ -244,12 +289,50 @@ def _load(con: duckdb.DuckDBPyConnection, spec: FileSpec, batch: BatchFile, stag
     flagged = {instrument: n for instrument, n in zip(instruments, counts[2:], strict=True) if n}
     _quarantine_rows(con, staged.malformed, {i: instruments[i] for i in flagged}, where, loaded_at, run_id,
                      any_row=counts[1] > 0)
-    _append_history(con, spec, judgement, batch, loaded_at, f"select {judgement.history} from {CHECKED}")
+    judged = f"select {judgement.history} from {CHECKED}"
+    # The lines that repeat earlier rows take those rows' history rows. One insert for all: DuckDB
+    # writes a large insert compressed as it goes, but one that follows another into the same table
+    # in a transaction at the commit's checkpoint (about 7 s more for 460,000 REDCap rows).
+    _append_history(con, spec, judgement, batch, loaded_at, judged if repeated is None else (
+        f"{judged} union all by name select h.* exclude (_site, _export_id, _file, _loaded_at, _line), r._line "
+        f"from restricted.{spec.table}_history h join {repeats_of(STAGE)} r on h._line = r._from "
+        f"where h._site = $site and h._export_id = {lit(repeated)}"))
+    method, instruments_quarantined = staged.method, sum(flagged.values())
+    if repeated is not None:
+        copied = _copy_repeated(con, spec, batch, repeated, loaded_at, run_id)
+        loaded, quarantined, instruments_quarantined = (
+            loaded + copied[0], quarantined + copied[1], instruments_quarantined + copied[2])
+        method = (f"plain: {staged.rows_read - staged.repeated} line(s) judged, {staged.repeated} repeating "
+                  f"rows of {repeated}")
     ledger.append(con, ledger.Entry(batch.site, batch.export_id, spec.file, batch.sha256, "loaded",
                                     staged.rows_read, loaded, quarantined), run_id)
     _record_judgement(con, batch, spec, judgement, copied_from=None)
-    return FileOutcome(batch, "loaded", staged.rows_read, loaded, quarantined, sum(flagged.values()),
-                       staged.method, extra_columns=_extras(header, spec))
+    return FileOutcome(batch, "loaded", staged.rows_read, loaded, quarantined, instruments_quarantined,
+                       method, extra_columns=_extras(header, spec))
+
+
+def _copy_repeated(con: duckdb.DuckDBPyConnection, spec: FileSpec, batch: BatchFile, earlier: str,
+                   at: dt.datetime, run_id: str | None) -> tuple[int, int, int]:
+    """Quarantine each line that repeats a row of the earlier export as that row was, under its own
+    line (its history row is copied with the judged rows'). Returns the rows loaded and quarantined,
+    and the instruments quarantined, among them."""
+    repeats = repeats_of(STAGE)
+    where = {"site": batch.site, "earlier": earlier, "file": spec.file}
+    con.execute(
+        "insert into audit.quarantine select q.site, $export_id, q.file, r._line, q.\"column\", q.reason, "
+        "q.detail, q.scope, q.instrument, $at, $run_id from audit.quarantine q "
+        f"join {repeats} r on q.line = r._from where q.site = $site and q.export_id = $earlier "
+        "and q.file = $file and q.scope in ('row', 'instrument')",
+        {**where, "export_id": batch.export_id, "at": at, "run_id": run_id})
+    loaded, quarantined = con.execute(
+        f"select count(*) filter (where h._status = 'loaded'), count(*) filter (where h._status <> 'loaded') "
+        f"from restricted.{spec.table}_history h join {repeats} r on h._line = r._from "
+        "where h._site = $site and h._export_id = $earlier", {"site": batch.site, "earlier": earlier}).fetchall()[0]
+    instruments = con.execute(
+        f"select count(*) from audit.quarantine q join {repeats} r on q.line = r._line where q.site = $site "
+        "and q.export_id = $export_id and q.file = $file and q.scope = 'instrument'",
+        {"site": batch.site, "export_id": batch.export_id, "file": spec.file}).fetchall()[0][0]
+    return loaded, quarantined, instruments
 
 
 def _copy_verdicts(con: duckdb.DuckDBPyConnection, spec: FileSpec, batch: BatchFile, earlier: str,

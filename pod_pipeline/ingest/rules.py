@@ -6,6 +6,7 @@ column order: the first broken rule is the unit's reason, all of them go into it
 Values of identifier columns never enter a detail.
 """
 
+import dataclasses
 import functools
 from dataclasses import dataclass
 
@@ -24,6 +25,14 @@ class Rule:
     column: str
     verdict: str  # SQL: a reason code when the row breaks the rule, else NULL
     detail: str  # SQL text saying what is wrong (evaluated only when the verdict is not NULL)
+    # The key whose count over the whole file the rule reads, from the column `counted(key)`: every
+    # other rule judges a row by its own fields alone.
+    key: tuple[str, ...] = ()
+
+
+def counted(key: tuple[str, ...]) -> str:
+    """The column giving each row the number of rows of its file that share its `key` (load.py)."""
+    return q("_count:" + ",".join(key))
 
 
 def when(column: str, reason: str, broken: str, detail: str) -> Rule:
@@ -135,10 +144,10 @@ def nhs_number(column: str, valid_sql: str) -> Rule:
 
 
 def duplicate(column: str, key: list[str]) -> Rule:
-    partition = ", ".join(q(k) for k in key)
-    count = f"count(*) over (partition by {partition})"
-    return when(column, "duplicate_key", f"{count} > 1",
+    count = counted(tuple(key))
+    rule = when(column, "duplicate_key", f"{count} > 1",
                 f"'the key ({', '.join(key)}) appears ' || {count} || ' times in the file'")
+    return dataclasses.replace(rule, key=tuple(key))
 
 
 def checked(rules: list[Rule]) -> tuple[str, str]:
