@@ -103,6 +103,14 @@ def test_wrong_field_counts_are_malformed_and_the_rest_loads(tmp_path: Path) -> 
     assert staged.rows_read == 3
 
 
+def test_a_line_with_empty_fields_past_the_header_is_malformed(tmp_path: Path) -> None:
+    """DuckDB's reading of a plain file drops empty fields past the header's width; Python's csv does not."""
+    staged, rows = stage(tmp_path, b"a,b,c\n1,2,3,\n4,5,6\n7,8,,,\n")
+    assert staged.method == "python"
+    assert staged.malformed == [(2, "4 fields, the header has 3"), (4, "5 fields, the header has 3")]
+    assert rows == [(3, "4", "5", "6")]
+
+
 def test_an_unclosed_quote_is_one_malformed_record_naming_its_lines(tmp_path: Path) -> None:
     staged, rows = stage(tmp_path, b'a,b,c\n1,2,3\n4,"5,6\n7,8,9\n')
     assert rows == [(2, "1", "2", "3")]
