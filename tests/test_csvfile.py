@@ -14,10 +14,13 @@ from pod_pipeline.ingest.csvfile import (
     EarlierRows,
     FileRejected,
     drop_staged,
+    line_digest,
     probe,
     repeats_of,
+    row_digest,
     stage_file,
 )
+from pod_pipeline.sql import lit
 
 
 def stage(tmp_path: Path, content: bytes, required=("a", "b", "c")):
@@ -64,18 +67,42 @@ def test_a_plain_file_is_staged_against_earlier_rows_by_its_changed_lines_only(
     path = tmp_path / "f.csv"
     path.write_bytes(content)
     con = duckdb.connect()
-    con.execute("create table earlier as select * from (values (5, '1', null), (7, 'q', 'r'), (8, 'q', 'r\x1fs')) "
-                "t(_line, a, b)")
+    # Line 7's digest was kept when it was read (csvfile.line_digest); the others' were not.
+    con.execute("create table earlier as select _line, _digest, a, b from (values (5, '1', null, false), "
+                "(7, 'q', 'r', true), (8, 'q', 'r\x1fs', false)) t(_line, a, b, kept), "
+                f"lateral (select case when kept then {line_digest(lit('q,r'))} end as _digest)")
     earlier = EarlierRows("select * from earlier where _line > $after", {"after": 0}, {'"_count:a"': ("a",)})
     staged = stage_file(con, path, "s", ["a", "b"], lambda header: earlier)
     assert staged.method == method
     if staged_lines is not None:
         assert con.execute('select _line, a, b, "_count:a" from s order by _line').fetchall() == staged_lines
-        assert con.execute(f"select * from {repeats_of('s')} order by all").fetchall() == repeats
+        assert con.execute(f"select _line, _from from {repeats_of('s')} order by all").fetchall() == repeats
         assert (staged.rows_read, staged.repeated) == (4, 1)
+        # Every line read carries its digest, staged or not, as a row read from it would digest.
+        digests = con.execute(f"select _line, _line_digest from s union all select _line, _digest "
+                              f"from {repeats_of('s')} order by _line").fetchall()
+        lines = content.decode("utf-8-sig").split("\n")
+        assert digests == con.execute("select _line, " + line_digest("l") + " from (values " + ", ".join(
+            f"({n}, {lit(lines[n - 1])})" for n in range(2, 6)) + ") t(_line, l) order by _line").fetchall()
     drop_staged(con, "s")
     assert con.execute("select table_name from information_schema.tables where table_name <> 'earlier'"
                        ).fetchall() == []
+
+
+def test_an_earlier_rows_kept_line_digest_is_what_a_line_is_compared_with(tmp_path: Path) -> None:
+    """A row's kept digest stands for its fields: they are digested only where none was kept."""
+    path = tmp_path / "f.csv"
+    path.write_bytes(b"a,b\n1,2\n3,4\n5,6\n")
+    con = duckdb.connect()
+    # Row 7 holds 1,2 with no digest kept; row 8 holds 3,4 with the digest of 5,6 kept, which the
+    # line 5,6 is taken to repeat (a kept digest is trusted) and the line 3,4 is not.
+    con.execute(f"create table earlier as select * from (values (7, null, '1', '2'), "
+                f"(8, {line_digest(lit('5,6'))}, '3', '4')) t(_line, _digest, a, b)")
+    staged = stage_file(con, path, "s", ["a", "b"], lambda header: EarlierRows("select * from earlier", {}))
+    assert staged.method == CHANGED_LINES
+    assert con.execute(f"select _line, _from from {repeats_of('s')} order by all").fetchall() == [(2, 7), (4, 8)]
+    assert con.execute("select _line, a, b from s").fetchall() == [(3, "3", "4")]
+    assert con.execute(f"select {row_digest(['a', 'b'])} = {line_digest(lit('3,4'))} from s").fetchall() == [(True,)]
 
 
 def test_bom_and_crlf_are_accepted(tmp_path: Path) -> None:

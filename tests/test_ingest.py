@@ -30,7 +30,7 @@ from pod_pipeline.ingest.checks import conservation_failures
 from pod_pipeline.ingest.specs import DICTIONARY_COLUMNS
 from pod_pipeline.resources import Warehouse
 from pod_pipeline.settings import Settings, SettingsError
-from pod_pipeline.sql import in_any_order
+from pod_pipeline.sql import in_any_order, lit
 
 E1, E2, E3 = "20250101T060000Z", "20250301T060000Z", "20250201T060000Z"
 NHS_A, NHS_B, NHS_UNKNOWN = "9434765919", "4010232137", "9990000018"
@@ -547,7 +547,9 @@ def _as_recorded(con: duckdb.DuckDBPyConnection, export_id: str) -> dict[str, li
     for table in ("register", "redcap_records", "honos"):
         recorded[f"raw.{table}"] = f"select * exclude (loaded_at) from raw.{table} where export_id = $e"
     for table in ("register", "redcap_records", "honos"):
-        recorded[table] = f"select * exclude (_loaded_at) from restricted.{table}_history where _export_id = $e"
+        # A line's digest is kept with its row only when it was read against earlier rows.
+        recorded[table] = (f"select * exclude (_loaded_at, _line_digest) from restricted.{table}_history "
+                           "where _export_id = $e")
     return {name: sorted(con.execute(sql, {"e": export_id}).fetchall(), key=repr) for name, sql in recorded.items()}
 
 
@@ -710,6 +712,9 @@ def test_a_cumulative_export_judges_only_its_changed_lines_and_records_what_judg
               redcap("KMPT-0001", "month_3_arm_1", wemwbs_01="5"),   # line 8: new
               first[6],                                              # line 9: its key twice, as before
               first[7], first[7]]                                    # lines 10, 11: its key now twice
+    # A third export repeats rows of the second that were copied (lines 2, 3, 5, 6, 9, 10) and judged
+    # (4, 7, 8) there, compared with the digests the second kept, and changes one (line 11).
+    third = [*second[:9], redcap("KMPT-0001", "month_6_arm_1", wemwbs_01="6")]
     ratings = [honos("H1", NHS_A), honos("H2", NHS_UNKNOWN)]
 
     def deliver(root: Path, export_id: str, rows: list[dict[str, str]], people: list[dict[str, str]],
@@ -735,17 +740,27 @@ def test_a_cumulative_export_judges_only_its_changed_lines_and_records_what_judg
         staged_plain.append(path.name)
         return plain(con, path, *args, **kwargs)
 
-    with monkeypatch.context() as patched:  # a: the changed lines only; b: every line, as any file
-        patched.setattr(csvfile, "_stage_plain", spy)
-        with duckdb.connect(str(tmp_path / "a.duckdb")) as a:
-            stats = {o.file.path.name: o.method for done in pipeline.ingest_zone(a, tmp_path / "a", KEY).values()
-                     for o in done.outcomes}
-            recorded["a"] = _as_recorded(a, E2)
-    with monkeypatch.context() as patched:
-        patched.setattr(load, "_judged_alike", lambda *args: None)
-        with duckdb.connect(str(tmp_path / "b.duckdb")) as b:
-            pipeline.ingest_zone(b, tmp_path / "b", KEY)
-            recorded["b"] = _as_recorded(b, E2)
+    fourth_export, later_stats, kept = "20250401T060000Z", {}, {}
+    for export_id, later in ((E2, None), (fourth_export, third)):
+        if later is not None:
+            for root in (tmp_path / "a", tmp_path / "b"):
+                deliver(root, fourth_export, later, [*register, participant("KMPT-0004")])
+        with monkeypatch.context() as patched:  # a: the changed lines only; b: every line, as any file
+            patched.setattr(csvfile, "_stage_plain", spy)
+            with duckdb.connect(str(tmp_path / "a.duckdb")) as a:
+                (later_stats if later else stats).update(
+                    {o.file.path.name: o.method for done in pipeline.ingest_zone(a, tmp_path / "a", KEY).values()
+                     for o in done.outcomes})
+                recorded[f"a{export_id}"] = _as_recorded(a, export_id)
+                kept[export_id] = a.execute(
+                    "select _line, _line_digest from restricted.redcap_records_history where _export_id = $e "
+                    "order by _line", {"e": export_id}).fetchall()
+        with monkeypatch.context() as patched:
+            patched.setattr(load, "_judged_alike", lambda *args: None)
+            with duckdb.connect(str(tmp_path / "b.duckdb")) as b:
+                pipeline.ingest_zone(b, tmp_path / "b", KEY)
+                recorded[f"b{export_id}"] = _as_recorded(b, export_id)
+    recorded["a"], recorded["b"] = recorded[f"a{E2}"], recorded[f"b{E2}"]
 
     assert stats["redcap_records.csv"] == f"plain: 5 line(s) judged, 5 repeating rows of {E1}"
     assert stats["register.csv"] == f"plain: 1 line(s) judged, 4 repeating rows of {E1}"
@@ -759,3 +774,13 @@ def test_a_cumulative_export_judges_only_its_changed_lines_and_records_what_judg
         ("redcap_records.csv", 7, "out_of_range", "instrument"), ("redcap_records.csv", 9, "duplicate_key", "row"),
         ("redcap_records.csv", 10, "duplicate_key", "row"), ("redcap_records.csv", 11, "duplicate_key", "row")}
     assert recorded["a"]["cross_file"]  # kmpt-9 and KMPT-0009 are not in the register
+
+    # Each line read against earlier rows, copied or judged, keeps its own line's digest.
+    lines = (tmp_path / "a" / "kmpt" / E2 / "redcap_records.csv").read_bytes().decode().split(newline)
+    with duckdb.connect() as con:
+        assert kept[E2] == con.execute(f"select _line, {csvfile.line_digest('l')} from (values " + ", ".join(
+            f"({n}, {lit(lines[n - 1])})" for n in range(2, 12)) + ") t(_line, l) order by _line").fetchall()
+    # The third export: compared with the second's kept digests, recorded as judging every line records.
+    assert later_stats["redcap_records.csv"] == f"plain: 1 line(s) judged, 9 repeating rows of {E2}"
+    assert recorded[f"a{fourth_export}"] == recorded[f"b{fourth_export}"]
+    assert None not in {digest for _, digest in kept[fourth_export]}

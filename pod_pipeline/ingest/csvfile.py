@@ -13,6 +13,8 @@ does the heavy lifting only when it provably reads the same records:
 A plain file may be read against rows already judged (`EarlierRows`: the same header's rows of an
 earlier export of the site's): DuckDB reads it as lines, and only the lines that repeat no earlier
 row field for field are staged; the others are mapped to the row they repeat (`repeats_of`).
+Each line read so carries its digest (`line_digest`), which the caller may keep with the row it
+becomes, so that a later export is compared with the row without digesting its fields again.
 """
 
 import array
@@ -87,10 +89,23 @@ class StagedFile:
     repeated: int = 0
 
 
+def line_digest(line: str) -> str:
+    """SQL: the digest of a plain line's fields (`line`: an expression of the line; its commas are
+    its field separators)."""
+    return f"md5_number(replace({line}, ',', chr(31)))"
+
+
+def row_digest(header: list[str]) -> str:
+    """SQL: the digest of a row's fields, one column per header name (NULL for an empty field): what
+    `line_digest` gives for the line the row was read from."""
+    return "md5_number(concat_ws(chr(31), " + ", ".join(f"coalesce({q(name)}, '')" for name in header) + "))"
+
+
 @dataclass(frozen=True)
 class EarlierRows:
-    """Rows already judged that a file's lines may repeat: SQL selecting `_line` and one column per
-    header name (in the header's order, NULL for an empty field), with its parameters."""
+    """Rows already judged that a file's lines may repeat: SQL selecting `_line`, `_digest` (the
+    `line_digest` of the line the row was read from, where it was kept, else NULL) and one column
+    per header name (in the header's order, NULL for an empty field), with its parameters."""
 
     sql: str
     params: Mapping[str, object]
@@ -175,7 +190,8 @@ def stage_file(con: duckdb.DuckDBPyConnection, path: Path, table: str, required:
     """Read `path` into a fresh table `table`; raise FileRejected for a file-level fault.
 
     `earlier(header)`, when given, names rows already judged: a plain file's lines that repeat one of
-    them are not staged but mapped to it (`repeats_of(table)`: `_line`, and `_from`, its `_line`).
+    them are not staged but mapped to it (`repeats_of(table)`: `_line`, `_from`, its `_line`, and
+    `_digest`, the line's `line_digest`); the lines staged then carry theirs as `_line_digest`.
     """
     shape = probe(path)
     header, _ = read_header(path, required)
@@ -232,8 +248,9 @@ def _stage_changed(con: duckdb.DuckDBPyConnection, path: Path, table: str, heade
     `earlier.counts` over the whole file; None (nothing staged) when DuckDB read the file otherwise
     or a line is not one field per header name (the full reading reports it).
 
-    A line repeats a row when its fields, joined by a unit separator, digest as the row's do, and
-    every count of its key is the row's count in its own file. A line of the header's width without
+    A line repeats a row when its fields, joined by a unit separator, digest as the row's do (as the
+    row's own line did, where that digest was kept), and every count of its key is the row's count
+    in its own file. A line of the header's width without
     a unit separator has the header's count of them exactly, so the row it digests as has the same
     fields: no field of the row can hold one.
     """
@@ -243,7 +260,6 @@ def _stage_changed(con: duckdb.DuckDBPyConnection, path: Path, table: str, heade
     keys = sorted({c for key in earlier.counts.values() for c in key}, key=position.__getitem__)
     windows = "".join(f", count(*) over (partition by {', '.join(q(c) for c in key)}) as {name}"
                       for name, key in earlier.counts.items())
-    row = "concat_ws(chr(31), " + ", ".join(f"coalesce({q(name)}, '')" for name in header) + ")"
     same_counts = "".join(f" and n.{name} = e.{name}" for name in earlier.counts)
     try:
         # One column per line: a plain file holds no NUL, the delimiter. DuckDB drops each line's end.
@@ -255,7 +271,7 @@ def _stage_changed(con: duckdb.DuckDBPyConnection, path: Path, table: str, heade
         key_fields = (f", regexp_extract(l, {lit(_fields_pattern([position[c] for c in keys]))}, "
                       f"[{', '.join(lit(f'k{i}') for i in range(len(keys)))}]) as _keys") if keys else ""
         con.execute(f"create temp table {numbered} as select rowid + 2 as _line, "
-                    "md5(replace(l, ',', chr(31))) as _digest, "
+                    f"{line_digest('l')} as _digest, "
                     f"regexp_full_match(l, {lit(_width_pattern(len(header)))}) and not contains(l, chr(31)) as _ok"
                     f"{key_fields} from {lines}")
         read, odd = con.execute(f"select count(*), count(*) filter (where _ok is not true) "
@@ -271,13 +287,14 @@ def _stage_changed(con: duckdb.DuckDBPyConnection, path: Path, table: str, heade
                     f"from (select _line, _digest{fields} from {numbered})")
         key_columns = "".join(f", {q(c)}" for c in keys)
         con.execute(
-            f"create temp table {repeats} as select n._line, e._from from {numbered} n join ("
+            f"create temp table {repeats} as select n._line, e._from, n._digest from {numbered} n join ("
             f"select _digest{''.join(', ' + name for name in earlier.counts)}, min(_line) as _from from ("
-            f"select _line, _digest{windows} from (select _line, md5({row}) as _digest{key_columns} "
-            f"from ({earlier.sql}))) group by all) e on n._digest = e._digest{same_counts}", dict(earlier.params))
+            f"select _line, _digest{windows} from (select _line, coalesce(_digest, {row_digest(header)}) "
+            f"as _digest{key_columns} from ({earlier.sql}))) group by all) e on n._digest = e._digest{same_counts}",
+            dict(earlier.params))
         columns = "".join(f", nullif(_fields[{i}], '') as {q(name)}" for i, name in enumerate(header, 1))
         con.execute(f"create temp table {table} as select c._line{columns}"
-                    f"{''.join(', n.' + name for name in earlier.counts)} from ("
+                    f"{''.join(', n.' + name for name in earlier.counts)}, n._digest as _line_digest from ("
                     f"select _line, string_split(l, ',') as _fields from (select rowid + 2 as _line, l from {lines}) "
                     f"anti join {repeats} using (_line)) c join {numbered} n using (_line)")
     except duckdb.Error:

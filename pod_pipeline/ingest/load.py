@@ -37,6 +37,7 @@ from pod_pipeline.ingest import csvfile, current, ledger, rules
 from pod_pipeline.ingest.csvfile import EarlierRows, FileRejected, StagedFile, drop_staged, repeats_of, stage_file
 from pod_pipeline.ingest.rules import SEP
 from pod_pipeline.ingest.specs import FileSpec
+from pod_pipeline.sql import columns as columns_of
 from pod_pipeline.sql import in_any_order, lit, q, table_exists
 
 STAGE = "_stage"
@@ -137,7 +138,11 @@ def load_file(con: duckdb.DuckDBPyConnection, spec: FileSpec, batch: BatchFile,
         if found is None:
             return None
         base.append(found)
-        return EarlierRows(f"select _line, {', '.join(q(c) for c in header)} from restricted.{spec.table}_history "
+        history = f"restricted.{spec.table}_history"
+        # Rows loaded before line digests were kept (a warehouse of older code) have none.
+        kept = "_line_digest" if "_line_digest" in {name for name, _ in columns_of(con, *history.split("."))} else (
+            "cast(null as uhugeint)")
+        return EarlierRows(f"select _line, {kept} as _digest, {', '.join(q(c) for c in header)} from {history} "
                            "where _site = $site and _export_id = $export_id", {"site": batch.site, "export_id": found},
                            {rules.counted(key): key for key in judgement.keys})
 
@@ -271,8 +276,13 @@ def _load(con: duckdb.DuckDBPyConnection, spec: FileSpec, batch: BatchFile, stag
     judgement = _judgement(con, spec, batch, header, key)
     instruments = judgement.instruments
     pads = dict(zip(("inner_pad", "outer_pad"), hmac_pads(key), strict=True))
-    source = judgement.source(STAGE, counted=staged.method == csvfile.CHANGED_LINES)
-    con.execute(f"create temp table {CHECKED} as select s._line, {', '.join(judgement.select)} from {source} s",
+    changed_lines = staged.method == csvfile.CHANGED_LINES
+    source = judgement.source(STAGE, counted=changed_lines)
+    # A line read against earlier rows keeps its digest with its history row (csvfile.line_digest):
+    # the site's next export is compared with it without digesting the row's fields again.
+    digest = ", s._line_digest" if changed_lines else ""
+    con.execute(f"create temp table {CHECKED} as select s._line{digest}, {', '.join(judgement.select)} "
+                f"from {source} s",
                 {k: v for k, v in pads.items() if any(f"${k}" in part for part in judgement.select)})
 
     loaded_at = _now()
@@ -289,12 +299,13 @@ def _load(con: duckdb.DuckDBPyConnection, spec: FileSpec, batch: BatchFile, stag
     flagged = {instrument: n for instrument, n in zip(instruments, counts[2:], strict=True) if n}
     _quarantine_rows(con, staged.malformed, {i: instruments[i] for i in flagged}, where, loaded_at, run_id,
                      any_row=counts[1] > 0)
-    judged = f"select {judgement.history} from {CHECKED}"
+    judged = f"select {judgement.history}{', _line_digest' if changed_lines else ''} from {CHECKED}"
     # The lines that repeat earlier rows take those rows' history rows. One insert for all: DuckDB
     # writes a large insert compressed as it goes, but one that follows another into the same table
     # in a transaction at the commit's checkpoint (about 7 s more for 460,000 REDCap rows).
     _append_history(con, spec, judgement, batch, loaded_at, judged if repeated is None else (
-        f"{judged} union all by name select h.* exclude (_site, _export_id, _file, _loaded_at, _line), r._line "
+        f"{judged} union all by name select h.* exclude (_site, _export_id, _file, _loaded_at, _line, "
+        "_line_digest), r._line, r._digest as _line_digest "
         f"from restricted.{spec.table}_history h join {repeats_of(STAGE)} r on h._line = r._from "
         f"where h._site = $site and h._export_id = {lit(repeated)}"))
     method, instruments_quarantined = staged.method, sum(flagged.values())
@@ -471,7 +482,7 @@ def _append_history(con: duckdb.DuckDBPyConnection, spec: FileSpec, judgement: J
     columns = {c: "varchar" for c in judgement.header} | {
         "_site": "varchar", "_export_id": "varchar", "_file": "varchar", "_line": "bigint",
         "_loaded_at": "timestamp", "_status": "varchar", "_reason": "varchar",
-        "_quarantined_instruments": "varchar", "_row_hash": "varchar", **derived,
+        "_quarantined_instruments": "varchar", "_row_hash": "varchar", "_line_digest": "uhugeint", **derived,
     }
     _ensure_table(con, history, columns)
     # History rows carry their line; written in any order, on every core (sql.in_any_order).
