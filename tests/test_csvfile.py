@@ -103,6 +103,11 @@ def test_an_earlier_rows_kept_line_digest_is_what_a_line_is_compared_with(tmp_pa
     assert con.execute(f"select _line, _from from {repeats_of('s')} order by all").fetchall() == [(2, 7), (4, 8)]
     assert con.execute("select _line, a, b from s").fetchall() == [(3, "3", "4")]
     assert con.execute(f"select {row_digest(['a', 'b'])} = {line_digest(lit('3,4'))} from s").fetchall() == [(True,)]
+    # Rows whose digests are all kept (`digested`) are compared by them alone.
+    staged = stage_file(con, path, "s", ["a", "b"], lambda header: EarlierRows(
+        "select * from earlier where _digest is not null", {}, digested=True))
+    assert con.execute(f"select _line, _from from {repeats_of('s')}").fetchall() == [(4, 8)]
+    assert con.execute("select _line from s order by _line").fetchall() == [(2,), (3,)]
 
 
 def test_bom_and_crlf_are_accepted(tmp_path: Path) -> None:

@@ -111,6 +111,8 @@ class EarlierRows:
     params: Mapping[str, object]
     # Columns to give each line staged, by name: the count of the file's lines sharing a key.
     counts: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    # Every row's `_digest` is kept: only it and the keys' fields are read, not every field.
+    digested: bool = False
 
 
 def probe(path: Path) -> Probe:
@@ -261,6 +263,7 @@ def _stage_changed(con: duckdb.DuckDBPyConnection, path: Path, table: str, heade
     windows = "".join(f", count(*) over (partition by {', '.join(q(c) for c in key)}) as {name}"
                       for name, key in earlier.counts.items())
     same_counts = "".join(f" and n.{name} = e.{name}" for name in earlier.counts)
+    digest = "_digest" if earlier.digested else f"coalesce(_digest, {row_digest(header)})"
     try:
         # One column per line: a plain file holds no NUL, the delimiter. DuckDB drops each line's end.
         con.execute(f"create temp table {lines} as select l from read_csv({lit(str(path))}, header = true, "
@@ -289,8 +292,8 @@ def _stage_changed(con: duckdb.DuckDBPyConnection, path: Path, table: str, heade
         con.execute(
             f"create temp table {repeats} as select n._line, e._from, n._digest from {numbered} n join ("
             f"select _digest{''.join(', ' + name for name in earlier.counts)}, min(_line) as _from from ("
-            f"select _line, _digest{windows} from (select _line, coalesce(_digest, {row_digest(header)}) "
-            f"as _digest{key_columns} from ({earlier.sql}))) group by all) e on n._digest = e._digest{same_counts}",
+            f"select _line, _digest{windows} from (select _line, {digest} as _digest{key_columns} "
+            f"from ({earlier.sql}))) group by all) e on n._digest = e._digest{same_counts}",
             dict(earlier.params))
         columns = "".join(f", nullif(_fields[{i}], '') as {q(name)}" for i, name in enumerate(header, 1))
         con.execute(f"create temp table {table} as select c._line{columns}"

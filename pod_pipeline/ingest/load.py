@@ -138,13 +138,15 @@ def load_file(con: duckdb.DuckDBPyConnection, spec: FileSpec, batch: BatchFile,
         if found is None:
             return None
         base.append(found)
-        history = f"restricted.{spec.table}_history"
+        history, rows = f"restricted.{spec.table}_history", "where _site = $site and _export_id = $export_id"
+        params = {"site": batch.site, "export_id": found}
         # Rows loaded before line digests were kept (a warehouse of older code) have none.
-        kept = "_line_digest" if "_line_digest" in {name for name, _ in columns_of(con, *history.split("."))} else (
-            "cast(null as uhugeint)")
-        return EarlierRows(f"select _line, {kept} as _digest, {', '.join(q(c) for c in header)} from {history} "
-                           "where _site = $site and _export_id = $export_id", {"site": batch.site, "export_id": found},
-                           {rules.counted(key): key for key in judgement.keys})
+        kept = "_line_digest" in {name for name, _ in columns_of(con, *history.split("."))}
+        digested = kept and not con.execute(f"select count(*) from {history} {rows} and _line_digest is null",
+                                            params).fetchall()[0][0]
+        return EarlierRows(f"select _line, {'_line_digest' if kept else 'cast(null as uhugeint)'} as _digest, "
+                           f"{', '.join(q(c) for c in header)} from {history} {rows}", params,
+                           {rules.counted(key): key for key in judgement.keys}, digested)
 
     try:
         staged: StagedFile | FileRejected = stage_file(con, batch.path, STAGE, list(spec.required), earlier_rows)
