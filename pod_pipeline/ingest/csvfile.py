@@ -252,9 +252,8 @@ def _stage_changed(con: duckdb.DuckDBPyConnection, path: Path, table: str, heade
 
     A line repeats a row when its fields, joined by a unit separator, digest as the row's do (as the
     row's own line did, where that digest was kept), and every count of its key is the row's count
-    in its own file. A line of the header's width without
-    a unit separator has the header's count of them exactly, so the row it digests as has the same
-    fields: no field of the row can hold one.
+    in its own file. A line of the header's width without a unit separator has the header's count
+    of them exactly, so the row it digests as has the same fields: no field of the row can hold one.
     """
     lines, numbered, repeats = f"{table}__lines", f"{table}__numbered", repeats_of(table)
     expected = shape.newlines - 1 + (0 if shape.ends_with_newline else 1)
