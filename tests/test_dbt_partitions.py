@@ -48,7 +48,7 @@ def test_a_first_build_is_full_and_an_unchanged_one_rebuilds_no_site(warehouse, 
     assert (first.full, first.reason, first.dbt_args()) == (True, "the warehouse's first build", ["--full-refresh"])
     assert first.sites == ("kmpt", "sabp")
     again = _built(warehouse, settings)
-    assert (again.full, again.sites, again.dbt_args()) == (False, (), [])
+    assert (again.full, again.sites, again.dbt_args()) == (False, (), ["--exclude-resource-type", "seed"])
     assert again.describe() == "dbt rebuilds no site's rows: no site's inputs changed since the last build"
 
 
@@ -321,6 +321,18 @@ def test_a_build_of_some_participants_rows_leaves_what_a_full_build_would(tmp_pa
         compiled = tmp_path / "target" / "compiled" / "pod" / "models" / "marts" / "outcomes" / "outcome_scores.sql"
         # Built for some sites, its input is read for them first (macro materialized_on_partial_build).
         assert "selected as materialized (" in compiled.read_text()
+        # The typed REDCap view is read through a list of the rebuilt participants (macro
+        # in_rebuilt_partitions_listed), and through the subquery past listed_participants_limit.
+        summed = tmp_path / "target" / "compiled" / "pod" / "models" / "intermediate" / "scoring" / \
+            "int_instrument_scales_summed.sql"
+        listed = "records.participant_id in (" + ", ".join(
+            f"'{p}'" for p in sorted([*NAMED["KMPT"], *NAMED["SABP"]])) + ")"
+        assert listed in summed.read_text()
+        assert dbt(tmp_path, "compile", "--select", "int_instrument_scales_summed", reference_date=NEXT_DATE,
+                   pipeline_build=True, listed_participants_limit="3").success
+        assert listed not in summed.read_text()
+        assert ("records.participant_id in (select participant_id from audit.dbt_rebuilt_participants "
+                "where model = 'int_instrument_scales_summed')") in summed.read_text()
         with duckdb.connect(str(database)) as con:
             stepwise = _rows_by_site(con)
             sabp_month_3 = con.execute("select timepoint_status from marts.participant_timepoints "

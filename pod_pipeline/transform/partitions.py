@@ -96,7 +96,11 @@ class BuildPlan:
     previous_build: str | None = field(default=None, compare=False)
 
     def dbt_args(self) -> list[str]:
-        return ["--full-refresh"] if self.full else []
+        """A full build rebuilds everything. A build of some sites loads no seed: it follows a
+        finished build of the same project (the fingerprint covers the seeds' files), so every seed
+        table holds its file's rows already (18 seeds, 2.2 s of dbt's node time at any scale). The
+        seeds' tests still run."""
+        return ["--full-refresh"] if self.full else ["--exclude-resource-type", "seed"]
 
     def describe(self, participants: int | None = None) -> str:
         """What the build rebuilds; `participants`: how many participants' rows changed (begin())."""

@@ -8,8 +8,9 @@ with
 
 records as (
 
+    -- Only the rebuilt participants' rows are typed (in_rebuilt_partitions_listed).
     select * from {{ ref('stg_redcap__records') }}
-    where {{ in_rebuilt_partitions() }}
+    where {{ in_rebuilt_partitions_listed() }}
 
 ),
 

@@ -26,9 +26,10 @@ redcap_records as (
         on records.response_id = windowed.response_id
     -- Both sides filtered: the join then hashes the rebuilt participants' windows only, not
     -- every participant's (int_instrument_scales_summed, a tenth of a site at 1,000,000:
-    -- 3.1 -> 2.1 s).
+    -- 3.1 -> 2.1 s). The typed view is filtered by a list of them, so that only their rows
+    -- are typed (in_rebuilt_partitions_listed).
     where
-        {{ in_rebuilt_partitions('records.participant_id') }}
+        {{ in_rebuilt_partitions_listed('records.participant_id') }}
         and {{ in_rebuilt_partitions('windowed.participant_id') }}
 
 ),
