@@ -5,8 +5,9 @@
 --
 -- A view: the scored rows carry their source's window already (int_instrument_scales_summed), so
 -- this is a filter of them. Persisted, it was a second copy of nearly every score, and the join
--- that made it the costliest step of a full build at 1,000,000 participants (README, "Issue 14,
--- twelfth round"). Its rows belong to the participants' sites as the scored rows do.
+-- that made it the costliest step of a full build at 1,000,000 participants
+-- (docs/speed-history.md, "Issue 14, twelfth round"). Its rows belong to the participants' sites
+-- as the scored rows do.
 {{ config(materialized='view', meta={'site_rows': 'participant_id'}) }}
 
 with
