@@ -315,24 +315,21 @@ def test_a_build_of_some_participants_rows_leaves_what_a_full_build_would(tmp_pa
                         "from unnest($m) as m(model) cross join unnest($p) as p(participant_id)",
                         {"m": models, "p": [*NAMED["KMPT"], *NAMED["SABP"]]})
             con.execute("create table audit.dbt_whole_models as select unnest($m) as model", {"m": list(dated)})
-        # As the pipeline builds some sites: every model, and every test on the rows it reads.
-        assert dbt(tmp_path, "build", "--exclude", "resource_type:seed", reference_date=NEXT_DATE,
-                   pipeline_build=True).success
+        # As the pipeline builds some sites: every model, and every test on the rows it reads
+        # (dbt's unit tests aside, as in the pipeline: tests/test_dbt_build.py runs them).
+        assert dbt(tmp_path, "build", "--exclude-resource-type", "unit_test", "--exclude-resource-type", "seed",
+                   reference_date=NEXT_DATE, pipeline_build=True).success
         compiled = tmp_path / "target" / "compiled" / "pod" / "models" / "marts" / "outcomes" / "outcome_scores.sql"
         # Built for some sites, its input is read for them first (macro materialized_on_partial_build).
         assert "selected as materialized (" in compiled.read_text()
         # The typed REDCap view is read through a list of the rebuilt participants (macro
-        # in_rebuilt_partitions_listed), and through the subquery past listed_participants_limit.
+        # in_rebuilt_partitions_listed), and through the subquery past listed_participants_limit
+        # (compiled last: a var of its own makes dbt parse the project again).
         summed = tmp_path / "target" / "compiled" / "pod" / "models" / "intermediate" / "scoring" / \
             "int_instrument_scales_summed.sql"
         listed = "records.participant_id in (" + ", ".join(
             f"'{p}'" for p in sorted([*NAMED["KMPT"], *NAMED["SABP"]])) + ")"
         assert listed in summed.read_text()
-        assert dbt(tmp_path, "compile", "--select", "int_instrument_scales_summed", reference_date=NEXT_DATE,
-                   pipeline_build=True, listed_participants_limit="3").success
-        assert listed not in summed.read_text()
-        assert ("records.participant_id in (select participant_id from audit.dbt_rebuilt_participants "
-                "where model = 'int_instrument_scales_summed')") in summed.read_text()
         with duckdb.connect(str(database)) as con:
             stepwise = _rows_by_site(con)
             sabp_month_3 = con.execute("select timepoint_status from marts.participant_timepoints "
@@ -371,6 +368,11 @@ def test_a_build_of_some_participants_rows_leaves_what_a_full_build_would(tmp_pa
         assert "selected as materialized" not in compiled.read_text()
         with duckdb.connect(str(database)) as con:
             full = _rows_by_site(con)
+        assert dbt(tmp_path, "compile", "--select", "int_instrument_scales_summed", reference_date=NEXT_DATE,
+                   pipeline_build=True, listed_participants_limit="3").success
+        assert listed not in summed.read_text()
+        assert ("records.participant_id in (select participant_id from audit.dbt_rebuilt_participants "
+                "where model = 'int_instrument_scales_summed')") in summed.read_text()
     assert stepwise["KMPT"] == full["KMPT"] != before["KMPT"]
     for table, rows in stepwise["KMPT"].items():  # left the register; withdrew all their data
         assert not any(r[0] in ("KMPT-0002", "KMPT-0003") for r in rows), table
