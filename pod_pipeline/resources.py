@@ -15,11 +15,21 @@ DUCKDB_MEMORY_LIMIT = "2GB"
 
 
 def connect(settings: Settings, read_only: bool = False) -> duckdb.DuckDBPyConnection:
-    """Open the working database with the pipeline's limits (one writer process at a time)."""
+    """Open the working database with the pipeline's limits (one writer process at a time).
+
+    Its checkpoints do not merge row groups (`max_vacuum_tasks = 0`). A site's new export appends
+    its rows to history and replaces the site's raw rows, written on both cores in partly filled
+    row groups; DuckDB's vacuum then rewrote the appended row groups of those wide tables into
+    fewer at the checkpoint: 4.3-6.8 s of a new REDCap export's 16-23 s at 1,000,000
+    participants, for no row more or less. Row groups whose every row was deleted (a site's old
+    rows) are still dropped, so a table rebuilt site by site keeps its size
+    (tests/test_resources.py); what is left is more, smaller row groups (docs/architecture.md,
+    "Checkpoints without merging row groups")."""
     settings.warehouse_dir.mkdir(parents=True, exist_ok=True)
     con = duckdb.connect(str(settings.work_db), read_only=read_only)
     con.execute(f"set memory_limit = '{DUCKDB_MEMORY_LIMIT}'")
     con.execute("set preserve_insertion_order = true")
+    con.execute("set max_vacuum_tasks = 0")
     con.execute(f"set temp_directory = '{settings.warehouse_dir / 'duckdb_tmp'}'")
     return con
 

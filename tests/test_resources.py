@@ -1,0 +1,47 @@
+"""The working database's connections (resources.connect): checkpoints that do not merge row
+groups, and a table rebuilt site by site that keeps its size all the same."""
+
+from pathlib import Path
+
+from pod_pipeline.resources import connect
+from pod_pipeline.settings import Settings
+
+SITES, ROWS_PER_SITE = 4, 150_000  # a site's rows fill more than one row group (122,880 rows)
+
+
+def _row_groups(con) -> int:
+    return con.execute("select count(distinct row_group_id) from pragma_storage_info('t')").fetchone()[0]
+
+
+def _site_rows(site: int, first: int) -> str:
+    return (f"select 'site{site}' as site, i, md5(cast(i as varchar)) as v "
+            f"from range({first}, {first + ROWS_PER_SITE}) r(i)")
+
+
+def test_a_table_rebuilt_site_by_site_keeps_its_size_though_row_groups_are_not_merged(tmp_path: Path) -> None:
+    """As ingestion rebuilds a site's raw rows: delete them, append the new export's rows on both
+    cores, checkpoint. Row groups left with no row must be dropped at the checkpoint even though
+    row groups are not merged: else every rebuild would leave the site's old rows in the file."""
+    settings = Settings.from_env({"POD_DATA_DIR": str(tmp_path / "data")})
+    with connect(settings) as con:
+        assert con.execute("select current_setting('max_vacuum_tasks')").fetchone()[0] == 0
+        con.execute("create table t as " + " union all ".join(
+            _site_rows(site, site * ROWS_PER_SITE) for site in range(SITES)))
+        con.execute("checkpoint")
+        sizes, groups = [], []
+        for rebuild in range(3 * SITES):
+            site = rebuild % SITES
+            con.execute("set preserve_insertion_order = false")
+            con.execute("begin")
+            con.execute(f"delete from t where site = 'site{site}'")
+            con.execute("insert into t " + _site_rows(site, (rebuild + SITES) * ROWS_PER_SITE))
+            con.execute("commit")
+            con.execute("set preserve_insertion_order = true")
+            con.execute("checkpoint")
+            sizes.append(settings.work_db.stat().st_size)
+            groups.append(_row_groups(con))
+        assert con.execute("select site, count(*) from t group by 1 order by 1").fetchall() == [
+            (f"site{site}", ROWS_PER_SITE) for site in range(SITES)]
+        # Once every site has been rebuilt, further rebuilds neither grow the file nor add row groups.
+        assert max(sizes[SITES:]) <= 1.1 * sizes[SITES - 1], sizes
+        assert max(groups[SITES:]) <= groups[SITES - 1] + 1, groups
