@@ -5,6 +5,7 @@ from pathlib import Path
 
 from pod_pipeline.resources import connect
 from pod_pipeline.settings import Settings
+from pod_pipeline.sql import in_any_order
 
 SITES, ROWS_PER_SITE = 4, 150_000  # a site's rows fill more than one row group (122,880 rows)
 
@@ -31,12 +32,11 @@ def test_a_table_rebuilt_site_by_site_keeps_its_size_though_row_groups_are_not_m
         sizes, groups = [], []
         for rebuild in range(3 * SITES):
             site = rebuild % SITES
-            con.execute("set preserve_insertion_order = false")
-            con.execute("begin")
-            con.execute(f"delete from t where site = 'site{site}'")
-            con.execute("insert into t " + _site_rows(site, (rebuild + SITES) * ROWS_PER_SITE))
-            con.execute("commit")
-            con.execute("set preserve_insertion_order = true")
+            with in_any_order(con):
+                con.execute("begin")
+                con.execute(f"delete from t where site = 'site{site}'")
+                con.execute("insert into t " + _site_rows(site, (rebuild + SITES) * ROWS_PER_SITE))
+                con.execute("commit")
             con.execute("checkpoint")
             sizes.append(settings.work_db.stat().st_size)
             groups.append(_row_groups(con))
