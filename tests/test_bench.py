@@ -15,6 +15,7 @@ import duckdb
 import pytest
 
 from pod_devtools.bench import run as bench_run
+from pod_devtools.bench.measure import process_label, run_measured
 from pod_devtools.bench.run import BaselineResult, SizeResult, SuiteResult, _change_answers, _code_at, goals, table
 
 
@@ -52,13 +53,42 @@ def test_goals_report_what_was_missed_and_by_how_much() -> None:
     suite_goal = verdicts["clean-clone make test / one pod run --force of the sample"]
     assert suite_goal["measured"] == 12.0 and suite_goal["met"] is False
     assert verdicts["no-op refresh starts no dbt work"]["met"] is True
+    results[1_000_000].full["peak_by_process"] = {"pod-dbt": 3072.0, "pod": 2048.0}
     printed = table(results, list(verdicts.values()), baseline, suite)
+    assert "peak memory at 1,000,000: 5,120 MB, by process: pod-dbt 3,072, pod 2,048" in printed
     assert "| 1,000,000 |" in printed and "MISSED (100% over)" in printed and "baseline abc1234" in printed
 
 
 def test_goals_at_sizes_not_run_are_not_measured_rather_than_met() -> None:
     verdicts = goals({50: _result(50, 10.0, 0.5)})
     assert [v["met"] for v in verdicts] == [None] * 6
+
+
+def test_the_peak_is_told_by_process(tmp_path: Path) -> None:
+    """A parent that starts a child holding 200 MB: the peak sample names each, and they add up."""
+    child = tmp_path / "holder.py"
+    child.write_text("import time\nheld = bytearray(200 * 2**20)\ntime.sleep(1.5)\n")
+    parent = f"import subprocess, sys; subprocess.run([sys.executable, {str(child)!r}], check=True)"
+    measured = run_measured([sys.executable, "-c", parent], dict(os.environ), interval_s=0.05)
+    assert measured.returncode == 0
+    by_process = measured.peak_by_process
+    assert set(by_process) == {f"{Path(sys.executable).name} -c", "holder.py"}, by_process
+    assert 200 <= by_process["holder.py"] < 260
+    assert sum(by_process.values()) == pytest.approx(measured.peak_rss_mb, abs=1)
+    assert list(by_process.values()) == sorted(by_process.values(), reverse=True)
+
+
+@pytest.mark.parametrize(("argv", "label"), [
+    (["/v/bin/python", "-m", "pod_pipeline.app.cli", "run"], "pod_pipeline.app.cli"),
+    (["/v/bin/python3.11", "-B", "-m", "pod_pipeline.transform.warm_dbt"], "pod_pipeline.transform.warm_dbt"),
+    (["/v/bin/python", "/v/bin/pod-dbt", "build", "-m", "x"], "pod-dbt"),
+    (["/v/bin/python", "-B", "-c", "from multiprocessing import x"], "python -c"),
+    (["/usr/bin/make", "test"], "make"),
+    (["/v/bin/python"], "python"),
+    ([], "?"),
+])
+def test_a_process_is_named_by_what_it_runs(argv: list[str], label: str) -> None:
+    assert process_label(argv) == label
 
 
 def test_the_baseline_is_the_committed_code_at_its_revision(tmp_path: Path) -> None:
@@ -99,6 +129,10 @@ def test_bench_smoke_run_at_50_and_2000(tmp_path: Path) -> None:
         result = report["results"][size]
         assert result["full"]["returncode"] == 0
         assert result["full"]["wall_s"] > 0 and result["full"]["cpu_s"] > 0 and result["full"]["peak_rss_mb"] > 50
+        # The peak told by process: `pod run` itself is one of them (a sample between two can
+        # miss the top, so the parts may add up to less than the peak, never more).
+        assert "pod_pipeline.app.cli" in result["full"]["peak_by_process"], result["full"]
+        assert sum(result["full"]["peak_by_process"].values()) <= result["full"]["peak_rss_mb"] + 1
         assert result["reference"]["wall_s"] > 0
         assert result["ratio_to_reference"] == pytest.approx(
             result["full"]["wall_s"] / result["reference"]["wall_s"], rel=0.02)

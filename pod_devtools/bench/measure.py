@@ -5,7 +5,7 @@ import resource
 import subprocess
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -18,6 +18,9 @@ class Measurement:
     peak_rss_mb: float
     returncode: int
     output: str
+    # At the sample with the tree's peak, MB by process (`process_label`): which process the peak
+    # is made of (at 1,000,000 participants, dbt's process beside `pod`'s).
+    peak_by_process: dict[str, float] = field(default_factory=dict)
 
 
 def _children(pid: int, table: dict[int, list[int]]) -> list[int]:
@@ -29,8 +32,27 @@ def _children(pid: int, table: dict[int, list[int]]) -> list[int]:
     return found
 
 
-def tree_rss_bytes(root: int) -> int:
-    """Resident memory of a process and all its descendants, from /proc."""
+def process_label(argv: list[str]) -> str:
+    """A process's name for the report: the module of `python -m module`, else the program or
+    script's file name (`pod`, `pod-dbt`, `make`)."""
+    if not argv:
+        return "?"
+    program = Path(argv[0]).name
+    if not program.startswith("python"):
+        return program
+    for position, arg in enumerate(argv[1:], start=1):  # the interpreter's options, then what it runs
+        if arg == "-c":
+            return f"{program} -c"
+        if arg == "-m":
+            return argv[position + 1] if position + 1 < len(argv) else program
+        if not arg.startswith("-"):
+            return Path(arg).name
+    return program
+
+
+def tree_rss_by_process(root: int) -> dict[str, int]:
+    """Resident memory of a process and all its descendants, from /proc, in bytes by
+    `process_label` (processes of one label summed)."""
     parents: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -40,13 +62,16 @@ def tree_rss_bytes(root: int) -> int:
         except OSError:
             continue
         parents.setdefault(int(fields[1]), []).append(int(entry))
-    total = 0
+    by_label: dict[str, int] = {}
     for pid in _children(root, parents):
         try:
-            total += int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE
+            resident = int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
         except OSError:
             continue
-    return total
+        label = process_label([a for a in argv if a] if argv else [])
+        by_label[label] = by_label.get(label, 0) + resident
+    return by_label
 
 
 def run_measured(command: list[str], env: dict[str, str], cwd: Path | None = None,
@@ -56,13 +81,15 @@ def run_measured(command: list[str], env: dict[str, str], cwd: Path | None = Non
     started = time.monotonic()
     process = subprocess.Popen(command, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                text=True)
-    peak = 0
+    peak, peak_parts = 0, {}
     done = threading.Event()
 
     def sample() -> None:
-        nonlocal peak
+        nonlocal peak, peak_parts
         while not done.is_set():
-            peak = max(peak, tree_rss_bytes(process.pid))
+            parts = tree_rss_by_process(process.pid)
+            if sum(parts.values()) > peak:
+                peak, peak_parts = sum(parts.values()), parts
             done.wait(interval_s)
 
     sampler = threading.Thread(target=sample, daemon=True)
@@ -73,6 +100,8 @@ def run_measured(command: list[str], env: dict[str, str], cwd: Path | None = Non
     wall = time.monotonic() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    # ru_maxrss of children is the largest single process, a floor for the tree's peak.
+    # ru_maxrss of children is the largest single process, a floor for the tree's peak (a run too
+    # short for a sample has no breakdown).
     peak = max(peak, after.ru_maxrss * 1024 if after.ru_maxrss > before.ru_maxrss else 0)
-    return Measurement(wall, cpu, peak / 2**20, process.returncode, output)
+    return Measurement(wall, cpu, peak / 2**20, process.returncode, output,
+                       {label: round(b / 2**20, 1) for label, b in sorted(peak_parts.items(), key=lambda x: -x[1])})

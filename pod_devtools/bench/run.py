@@ -310,6 +310,10 @@ def table(results: dict[int, SizeResult], verdicts: list[dict], baseline: Baseli
                      f"{r.incremental['wall_s'] if r.incremental else '–'} | "
                      f"{r.next_day['wall_s'] if r.next_day else '–'} | {r.noop['wall_s'] if r.noop else '–'} |")
     lines.append("")
+    for n, r in sorted(results.items()):
+        if r.full.get("peak_by_process"):
+            parts = ", ".join(f"{label} {mb:,.0f}" for label, mb in r.full["peak_by_process"].items())
+            lines.append(f"peak memory at {n:,}: {r.full['peak_rss_mb']:,.0f} MB, by process: {parts}")
     if baseline:
         lines.append(f"study scale ({baseline.participants}): this code {baseline.new_s} s, "
                      f"baseline {baseline.ref} {baseline.baseline_s} s (best of each compared)")
