@@ -100,8 +100,10 @@ def run_measured(command: list[str], env: dict[str, str], cwd: Path | None = Non
     wall = time.monotonic() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    # ru_maxrss of children is the largest single process, a floor for the tree's peak (a run too
-    # short for a sample has no breakdown).
-    peak = max(peak, after.ru_maxrss * 1024 if after.ru_maxrss > before.ru_maxrss else 0)
+    if not peak_parts and after.ru_maxrss > before.ru_maxrss:
+        # A run too short for a sample: the largest process this one has waited for, a floor for
+        # the tree's peak. Only then, since it may be another child's (a test's earlier server).
+        peak = after.ru_maxrss * 1024
+    parts = {label: round(b / 2**20, 1) for label, b in sorted(peak_parts.items(), key=lambda x: -x[1])}
     return Measurement(wall, cpu, peak / 2**20, process.returncode, output,
-                       {label: round(b / 2**20, 1) for label, b in sorted(peak_parts.items(), key=lambda x: -x[1])})
+                       {label: mb for label, mb in parts.items() if mb >= 0.5})
