@@ -54,9 +54,9 @@ def test_goals_report_what_was_missed_and_by_how_much() -> None:
     suite_goal = verdicts["clean-clone make test / one pod run --force of the sample"]
     assert suite_goal["measured"] == 12.0 and suite_goal["met"] is False
     assert verdicts["no-op refresh starts no dbt work"]["met"] is True
-    results[1_000_000].full["peak_by_process"] = {"pod-dbt": 3072.0, "pod": 2048.0}
+    results[1_000_000].full.update(peak_by_process={"pod-dbt": 3072.0, "pod": 2048.0}, peak_at_s=1234.5)
     printed = table(results, list(verdicts.values()), baseline, suite)
-    assert "peak memory at 1,000,000: 5,120 MB, by process: pod-dbt 3,072, pod 2,048" in printed
+    assert "peak memory at 1,000,000: 5,120 MB (1,234 s into the run), by process: pod-dbt 3,072, pod 2,048" in printed
     assert "| 1,000,000 |" in printed and "MISSED (100% over)" in printed and "baseline abc1234" in printed
 
 
@@ -83,6 +83,7 @@ def test_the_peak_is_told_by_process(tmp_path: Path) -> None:
     assert 200 <= by_process["holder.py"] < 260
     assert sum(by_process.values()) == pytest.approx(measured.peak_rss_mb, abs=2)
     assert list(by_process.values()) == sorted(by_process.values(), reverse=True)
+    assert 0 < measured.peak_at_s < measured.wall_s
 
 
 @pytest.mark.parametrize(("argv", "label"), [
@@ -91,6 +92,7 @@ def test_the_peak_is_told_by_process(tmp_path: Path) -> None:
     (["/v/bin/python", "/v/bin/pod-dbt", "build", "-m", "x"], "pod-dbt"),
     (["/v/bin/python", "-B", "-c", "from multiprocessing import x"], "python -c"),
     (["/usr/bin/make", "test"], "make"),
+    (["/usr/lib/chromium/chromium --type=renderer --lang=en-US"], "chromium"),
     (["/v/bin/python"], "python"),
     ([], "?"),
 ])

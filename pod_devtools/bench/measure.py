@@ -21,6 +21,8 @@ class Measurement:
     # At the sample with the tree's peak, MB by process (`process_label`): which process the peak
     # is made of (at 1,000,000 participants, dbt's process beside `pod`'s).
     peak_by_process: dict[str, float] = field(default_factory=dict)
+    # When that sample was taken, in seconds from the start (to be read beside the run's steps).
+    peak_at_s: float | None = None
 
 
 def _children(pid: int, table: dict[int, list[int]]) -> list[int]:
@@ -35,6 +37,8 @@ def _children(pid: int, table: dict[int, list[int]]) -> list[int]:
 def process_label(argv: list[str]) -> str:
     """A process's name for the report: the module of `python -m module`, else the program or
     script's file name (`pod`, `pod-dbt`, `make`)."""
+    if len(argv) == 1 and " " in argv[0]:  # a process that rewrote its command line (Chromium's)
+        argv = argv[0].split()
     if not argv:
         return "?"
     program = Path(argv[0]).name
@@ -81,15 +85,15 @@ def run_measured(command: list[str], env: dict[str, str], cwd: Path | None = Non
     started = time.monotonic()
     process = subprocess.Popen(command, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                text=True)
-    peak, peak_parts = 0, {}
+    peak, peak_parts, peak_at = 0, {}, None
     done = threading.Event()
 
     def sample() -> None:
-        nonlocal peak, peak_parts
+        nonlocal peak, peak_parts, peak_at
         while not done.is_set():
             parts = tree_rss_by_process(process.pid)
             if sum(parts.values()) > peak:
-                peak, peak_parts = sum(parts.values()), parts
+                peak, peak_parts, peak_at = sum(parts.values()), parts, time.monotonic() - started
             done.wait(interval_s)
 
     sampler = threading.Thread(target=sample, daemon=True)
@@ -106,4 +110,4 @@ def run_measured(command: list[str], env: dict[str, str], cwd: Path | None = Non
         peak = after.ru_maxrss * 1024
     parts = {label: round(b / 2**20, 1) for label, b in sorted(peak_parts.items(), key=lambda x: -x[1])}
     return Measurement(wall, cpu, peak / 2**20, process.returncode, output,
-                       {label: mb for label, mb in parts.items() if mb >= 0.5})
+                       {label: mb for label, mb in parts.items() if mb >= 0.5}, peak_at)

@@ -313,7 +313,8 @@ def table(results: dict[int, SizeResult], verdicts: list[dict], baseline: Baseli
     for n, r in sorted(results.items()):
         if r.full.get("peak_by_process"):
             parts = ", ".join(f"{label} {mb:,.0f}" for label, mb in r.full["peak_by_process"].items())
-            lines.append(f"peak memory at {n:,}: {r.full['peak_rss_mb']:,.0f} MB, by process: {parts}")
+            when = f" ({r.full['peak_at_s']:,.0f} s into the run)" if r.full.get("peak_at_s") is not None else ""
+            lines.append(f"peak memory at {n:,}: {r.full['peak_rss_mb']:,.0f} MB{when}, by process: {parts}")
     if baseline:
         lines.append(f"study scale ({baseline.participants}): this code {baseline.new_s} s, "
                      f"baseline {baseline.ref} {baseline.baseline_s} s (best of each compared)")
