@@ -19,7 +19,7 @@ class Measurement:
     returncode: int
     output: str
     # At the sample with the tree's peak, MB by process (`process_label`): which process the peak
-    # is made of (at 1,000,000 participants, dbt's process beside `pod`'s).
+    # is made of (at 1,000,000 participants, `pod`'s own process, or dbt's beside it).
     peak_by_process: dict[str, float] = field(default_factory=dict)
     # When that sample was taken, in seconds from the start (to be read beside the run's steps).
     peak_at_s: float | None = None
