@@ -55,12 +55,12 @@ def test_a_table_rebuilt_site_by_site_keeps_its_size_though_row_groups_are_not_m
 # A query whose aggregate holds a few hundred MB, then the process's resident memory right after it
 # and two seconds later. Run in a process of its own: the allocator's setting is process-wide.
 PROBE = """
-import sys, time, duckdb
+import os, sys, time, duckdb
 from pod_pipeline.resources import connect
 from pod_pipeline.settings import Settings
 
 def resident_mb():
-    return int(open("/proc/self/statm").read().split()[1]) * 4096 // 2**20
+    return int(open("/proc/self/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 2**20
 
 if sys.argv[1] == "pipeline":
     con = connect(Settings.from_env({"POD_DATA_DIR": sys.argv[2]}))

@@ -92,8 +92,8 @@ def run_measured(command: list[str], env: dict[str, str], cwd: Path | None = Non
         nonlocal peak, peak_parts, peak_at
         while not done.is_set():
             parts = tree_rss_by_process(process.pid)
-            if sum(parts.values()) > peak:
-                peak, peak_parts, peak_at = sum(parts.values()), parts, time.monotonic() - started
+            if (total := sum(parts.values())) > peak:
+                peak, peak_parts, peak_at = total, parts, time.monotonic() - started
             done.wait(interval_s)
 
     sampler = threading.Thread(target=sample, daemon=True)
@@ -108,6 +108,6 @@ def run_measured(command: list[str], env: dict[str, str], cwd: Path | None = Non
         # A run too short for a sample: the largest process this one has waited for, a floor for
         # the tree's peak. Only then, since it may be another child's (a test's earlier server).
         peak = after.ru_maxrss * 1024
-    parts = {label: round(b / 2**20, 1) for label, b in sorted(peak_parts.items(), key=lambda x: -x[1])}
-    return Measurement(wall, cpu, peak / 2**20, process.returncode, output,
-                       {label: mb for label, mb in parts.items() if mb >= 0.5}, peak_at)
+    by_process = {label: round(b / 2**20, 1) for label, b in sorted(peak_parts.items(), key=lambda x: -x[1])
+                  if b >= 2**19}  # processes of half a MB and more
+    return Measurement(wall, cpu, peak / 2**20, process.returncode, output, by_process, peak_at)
